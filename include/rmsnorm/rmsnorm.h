@@ -1,0 +1,75 @@
+/* rmsnorm: the C API. The same operations and checks as <rmsnorm/rmsnorm.hpp>;
+ * errors come back as a status, with a message from rmsnorm_last_error().
+ * Strides are in elements; bfloat16/float16 data are 16-bit patterns. */
+#ifndef RMSNORM_RMSNORM_H_
+#define RMSNORM_RMSNORM_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rmsnorm_status {
+  RMSNORM_OK = 0,
+  RMSNORM_INVALID_ARGUMENT = 1, /* an argument was rejected; nothing was written */
+  RMSNORM_INTERNAL_ERROR = 2    /* e.g. out of memory */
+} rmsnorm_status;
+
+typedef enum rmsnorm_dtype {
+  RMSNORM_FLOAT32 = 0,
+  RMSNORM_BFLOAT16 = 1,
+  RMSNORM_FLOAT16 = 2,
+  RMSNORM_FLOAT64 = 3
+} rmsnorm_dtype;
+
+typedef enum rmsnorm_kind { RMSNORM_KIND_RMSNORM = 0, RMSNORM_KIND_LAYERNORM = 1 } rmsnorm_kind;
+
+typedef enum rmsnorm_eps_placement { RMSNORM_EPS_INSIDE = 0, RMSNORM_EPS_OUTSIDE = 1 } rmsnorm_eps_placement;
+
+typedef struct rmsnorm_options {
+  rmsnorm_kind kind;
+  double eps;
+  rmsnorm_eps_placement eps_placement;
+  double p;        /* pRMSNorm fraction, 0 < p <= 1 */
+  int num_threads; /* 0: default */
+} rmsnorm_options;
+
+/* RMSNorm, eps = 1e-5 inside, p = 1, default threads. */
+rmsnorm_options rmsnorm_default_options(void);
+
+/* y = norm(x) * weight + bias. x and y share `dtype`; weight and bias (each may
+ * be NULL) share `param_dtype` (float32 or dtype). saved_inv_rms / saved_mean
+ * (may be NULL) receive one float32 per row (float64 for float64 data). */
+rmsnorm_status rmsnorm_forward(const rmsnorm_options* options, int64_t rows, int64_t n, rmsnorm_dtype dtype,
+                               const void* x, int64_t x_stride, void* y, int64_t y_stride, const void* weight,
+                               const void* bias, rmsnorm_dtype param_dtype, void* saved_inv_rms,
+                               void* saved_mean);
+
+/* residual += x (rounded to dtype, in place); y = norm(residual) * weight + bias. */
+rmsnorm_status rmsnorm_fused_add_forward(const rmsnorm_options* options, int64_t rows, int64_t n,
+                                         rmsnorm_dtype dtype, const void* x, int64_t x_stride, void* residual,
+                                         int64_t residual_stride, void* y, int64_t y_stride, const void* weight,
+                                         const void* bias, rmsnorm_dtype param_dtype);
+
+/* dx (and, when non-NULL, dweight in param_dtype and dbias in float32) from x,
+ * dy and the forward's weight. saved_* may be NULL (recomputed). */
+rmsnorm_status rmsnorm_backward(const rmsnorm_options* options, int64_t rows, int64_t n, rmsnorm_dtype dtype,
+                                const void* x, int64_t x_stride, const void* dy, int64_t dy_stride,
+                                const void* weight, rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                const void* saved_mean, void* dx, int64_t dx_stride, void* dweight,
+                                float* dbias);
+
+/* The message of the last error on this thread ("" if none). */
+const char* rmsnorm_last_error(void);
+
+/* The library version and the SIMD target in use, e.g. "AVX3". Static strings
+ * valid until the next call on this thread. */
+const char* rmsnorm_version(void);
+const char* rmsnorm_simd_target(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RMSNORM_RMSNORM_H_ */

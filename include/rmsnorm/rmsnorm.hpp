@@ -1,0 +1,166 @@
+// rmsnorm: RMSNorm, partial RMSNorm and LayerNorm over the rows of a matrix.
+//
+// The public C++ API. Every function views its data as `rows x n` (normalization
+// over the last dimension, length n), with a row stride in elements so that a
+// slice of a larger tensor works. The mathematics is ../shared/SPEC.md; the
+// float64 reference in <rmsnorm/reference.hpp> implements it literally.
+//
+// Errors: every entry point validates its arguments first and throws
+// rmsnorm::Error naming the argument and what was expected; nothing is written
+// to any output when an argument is rejected.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rmsnorm {
+
+// Storage types. bfloat16 and float16 values are passed as their 16-bit
+// patterns (uint16_t); see <rmsnorm/scalar_types.hpp> for conversions.
+enum class DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2, kFloat64 = 3 };
+
+enum class NormKind : int {
+  kRMSNorm = 0,    // y = x / RMS(x) * g (+ b); with p < 1 this is pRMSNorm
+  kLayerNorm = 1,  // y = (x - mean) / sqrt(var + eps) * g + b
+};
+
+// Where eps enters the root mean square (RMSNorm / pRMSNorm only).
+enum class EpsPlacement : int {
+  kInside = 0,   // r = sqrt(ms + eps): PyTorch nn.RMSNorm, T5, LLaMA, Apex
+  kOutside = 1,  // r = sqrt(ms) + eps: the paper authors' released code
+};
+
+struct NormOptions {
+  NormKind kind = NormKind::kRMSNorm;
+  double eps = 1e-5;
+  EpsPlacement eps_placement = EpsPlacement::kInside;
+  // pRMSNorm: the RMS is estimated from the first k = ceil(n * p) elements of
+  // each row, 0 < p <= 1. p = 1 is RMSNorm. Must be 1 for LayerNorm.
+  double p = 1.0;
+  // Threads to use; 0 means OpenMP's default (omp_get_max_threads()). Small
+  // problems use fewer threads than asked, because starting threads would cost
+  // more than the work.
+  int num_threads = 0;
+};
+
+// A read-only matrix: `rows` rows of `n` elements, row i at data + i * row_stride.
+struct ConstMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  int64_t row_stride = 0;  // in elements, >= n
+};
+
+struct Matrix {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  int64_t row_stride = 0;  // in elements, >= n
+};
+
+// A vector of length n (weight, bias). data == nullptr means "absent".
+struct ConstVector {
+  const void* data = nullptr;
+  DType dtype = DType::kFloat32;  // float32 or the data's dtype
+};
+
+struct Vector {
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+};
+
+// Per-row statistics written by forward and read by backward, one value per
+// row, of statistics_dtype(data dtype): float32, or float64 for float64 data.
+// inv_rms is 1/r; mean is used by LayerNorm only. Either may be null.
+struct Statistics {
+  void* inv_rms = nullptr;
+  void* mean = nullptr;
+};
+
+struct ConstStatistics {
+  const void* inv_rms = nullptr;
+  const void* mean = nullptr;
+};
+
+struct ForwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  ConstMatrix x;
+  Matrix y;               // same dtype as x; may be x itself (same stride): in place
+  ConstVector weight;     // optional gain g
+  ConstVector bias;       // optional bias b (same dtype as weight when both given)
+  Statistics saved;       // optional outputs for backward
+};
+
+// y = norm(x) * g + b.
+void forward(const NormOptions& options, const ForwardArgs& args);
+
+// The fused residual form used in LLM inference:
+//   residual = round(residual + x)   (written in place, in residual's dtype)
+//   y        = norm(residual) * g + b
+// The statistics are those of the stored (rounded) residual, so the result is
+// exactly forward() applied to the updated residual. y may alias x.
+struct FusedAddArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  ConstMatrix x;
+  Matrix residual;  // same dtype as x; read and overwritten
+  Matrix y;         // same dtype as x
+  ConstVector weight;
+  ConstVector bias;
+  Statistics saved;
+};
+
+void fused_add_forward(const NormOptions& options, const FusedAddArgs& args);
+
+struct BackwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  ConstMatrix x;          // the forward input
+  ConstMatrix dy;         // gradient of the output, same dtype as x
+  ConstVector weight;     // the forward's weight (null: g = 1)
+  ConstStatistics saved;  // from forward; null members are recomputed from x
+  Matrix dx;              // same dtype as x; may alias dy (same stride)
+  Vector dweight;         // optional output, dtype of weight; requires weight
+  Vector dbias;           // optional output, float32 or the data's dtype
+};
+
+// dx, dweight = sum over rows of dy * xhat, dbias = sum over rows of dy.
+// dweight and dbias are summed in a fixed order: bitwise identical from run to
+// run for a given shape and thread count (docs/ENGINE.md says when the thread
+// count matters).
+void backward(const NormOptions& options, const BackwardArgs& args);
+
+// Thrown for every rejected argument; what() names the argument.
+class Error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// k = ceil(n * p), at least 1: how many leading elements estimate the RMS.
+int64_t partial_count(int64_t n, double p);
+
+// The dtype of saved statistics for data of `data_dtype`.
+DType statistics_dtype(DType data_dtype);
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);
+// Parses "float32"/"f32", "bfloat16"/"bf16", "float16"/"f16", "float64"/"f64".
+DType parse_dtype(const std::string& name);
+
+struct RuntimeInfo {
+  std::string version;
+  std::string simd_target;                   // the target dispatch uses now
+  std::vector<std::string> compiled_targets;  // compiled in and supported by this CPU
+  int max_threads = 1;                       // OpenMP's default thread count
+  bool openmp = false;
+};
+
+RuntimeInfo runtime_info();
+
+// Restricts dispatch to one SIMD target by name (as listed in
+// runtime_info().compiled_targets); "" or "best" restores the best one.
+// Process-wide; meant for tests, benchmarks and debugging.
+void set_simd_target(const std::string& name);
+
+}  // namespace rmsnorm

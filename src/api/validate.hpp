@@ -1,0 +1,39 @@
+// Argument checks of SPEC section 5, shared by every public entry point. Each
+// throws rmsnorm::Error with a message naming the argument and what was
+// expected. They run before anything is written.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "rmsnorm/rmsnorm.hpp"
+
+namespace rmsnorm::api {
+
+void check_options(const NormOptions& options);
+void check_shape(int64_t rows, int64_t n);
+void check_dtype(DType dtype, const char* name);
+
+// A matrix argument: non-null when it holds data, stride >= n, extent in range.
+void check_matrix(const char* name, const void* data, DType dtype, int64_t row_stride, int64_t rows, int64_t n);
+// A weight or bias: float32 or the data's dtype.
+void check_parameter(const char* name, const ConstVector& v, DType data_dtype);
+
+// A region of memory: `rows` rows of `row_bytes` bytes, `stride_bytes` apart.
+struct Region {
+  const char* name;
+  const void* begin;
+  int64_t rows;
+  int64_t row_bytes;
+  int64_t stride_bytes;
+};
+
+Region matrix_region(const char* name, const void* data, DType dtype, int64_t row_stride, int64_t rows, int64_t n);
+Region vector_region(const char* name, const void* data, DType dtype, int64_t n);
+
+bool overlap(const Region& a, const Region& b);
+// Throws unless a and b are disjoint, or (when same_allowed) exactly the same
+// rows with the same stride: an in-place operation.
+void check_no_overlap(const Region& a, const Region& b, bool same_allowed);
+
+}  // namespace rmsnorm::api

@@ -1,0 +1,280 @@
+// The backward kernels: per row, the statistics (saved or recomputed), the
+// gradient sums (one pass over x and dy, from memory), then dx and the row's
+// dweight/dbias terms (a second pass, from cache). SPEC section 3, in the form
+//   dx_j = a * (gy_j + shift) - (x_j - mean) * coef * [j < k].
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/cpu/backward.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "src/cpu/dtype_dispatch.hpp"
+#include "src/cpu/kernels.hpp"
+#include "src/cpu/simd-inl.h"
+#include "src/cpu/statistics-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace rmsnorm::cpu::HWY_NAMESPACE {
+
+// gy = dy * g[column + i] when there is a weight.
+template <bool kWeight, class D, typename TW>
+HWY_INLINE hn::VFromD<D> ScaleByWeight(D d, hn::VFromD<D> dy, const TW* HWY_RESTRICT g, int64_t i, size_t tail) {
+  if constexpr (kWeight) return hn::Mul(dy, tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i));
+  return dy;
+}
+
+// Over one block: sum_gy = sum gy, dot = sum gy * (x - mean) (mean = 0 for RMSNorm).
+// Zero-padded tail lanes contribute exactly 0.
+template <typename T, typename TW, bool kCentered, bool kWeight>
+void BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g, int64_t column,
+                       int64_t count, double mean_value, double* sum_gy, double* dot) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto mean = hn::Set(d, static_cast<A>(mean_value));
+  auto gy0 = hn::Zero(d), gy1 = hn::Zero(d), dot0 = hn::Zero(d), dot1 = hn::Zero(d);
+  auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto xv, auto dyv, int64_t i, size_t tail) {
+    const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
+    if constexpr (kCentered) {
+      xv = hn::Sub(xv, mean);
+      gy_acc = hn::Add(gy_acc, gy);
+    }
+    dot_acc = hn::MulAdd(gy, xv, dot_acc);
+  };
+  int64_t i = 0;
+  for (; i + 2 * N <= count; i += 2 * N) {
+    accumulate(gy0, dot0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+    accumulate(gy1, dot1, LoadAs(d, x + i + N), LoadAs(d, dy + i + N), i + N, 0);
+  }
+  for (; i + N <= count; i += N) accumulate(gy0, dot0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    accumulate(gy1, dot1, LoadTail(d, x + i, remaining), LoadTail(d, dy + i, remaining), i, remaining);
+  }
+  *sum_gy = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(gy0, gy1))));
+  *dot = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(dot0, dot1))));
+}
+
+template <typename T, typename TW>
+void BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1, double mean,
+                          double* sum_gy, double* dot) {
+  const auto* g = static_cast<const TW*>(p.weight);
+  const bool w = g != nullptr;
+  if (p.norm.centered) {
+    if (w) return BlockGradientSums<T, TW, true, true>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+    return BlockGradientSums<T, TW, true, false>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+  }
+  if (w) return BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+  return BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+}
+
+// dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate>
+void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_RESTRICT dx, const TW* HWY_RESTRICT g,
+                  Arith<T>* HWY_RESTRICT chunk_dweight, Arith<T>* HWY_RESTRICT chunk_dbias, int64_t column,
+                  int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto mean = hn::Set(d, static_cast<A>(st.mean));
+  const auto inv_r = hn::Set(d, static_cast<A>(st.inv_r));
+  const auto a = hn::Set(d, static_cast<A>(grad.a));
+  const auto coef = hn::Set(d, static_cast<A>(coef_value));
+  const auto shift = hn::Set(d, static_cast<A>(grad.shift));
+  auto one = [&](int64_t i, size_t tail) {
+    const auto dyv = tail ? LoadTail(d, dy + i, tail) : LoadAs(d, dy + i);
+    auto xv = tail ? LoadTail(d, x + i, tail) : LoadAs(d, x + i);
+    if constexpr (kCentered) xv = hn::Sub(xv, mean);
+    const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
+    const auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
+    if (tail) {
+      StoreTail(d, dxv, dx + i, tail);
+    } else {
+      StoreAs(d, dxv, dx + i);
+    }
+    if constexpr (kAccumulate) {
+      A* dw = chunk_dweight + column + i;
+      A* db = chunk_dbias + column + i;
+      const auto dw_new = hn::MulAdd(dyv, hn::Mul(xv, inv_r), tail ? LoadTail(d, dw, tail) : hn::LoadU(d, dw));
+      const auto db_new = hn::Add(dyv, tail ? LoadTail(d, db, tail) : hn::LoadU(d, db));
+      if (tail) {
+        StoreTail(d, dw_new, dw, tail);
+        StoreTail(d, db_new, db, tail);
+      } else {
+        hn::StoreU(dw_new, d, dw);
+        hn::StoreU(db_new, d, db);
+      }
+    }
+  };
+  int64_t i = 0;
+  for (; i + N <= count; i += N) one(i, 0);
+  if (i < count) one(i, static_cast<size_t>(count - i));
+}
+
+// dx[row, c0..c1) (through a streaming tile when asked), split at k where the
+// statistic term stops.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate>
+void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
+                      const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc) {
+  using A = Arith<T>;
+  const auto* g = static_cast<const TW*>(p.weight);
+  auto* chunk_dw = static_cast<A*>(acc.chunk_dweight);
+  auto* chunk_db = static_cast<A*>(acc.chunk_dbias);
+  constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
+  alignas(64) T tile[kTile];  // used only when streaming
+  for (int64_t c = c0; c < c1;) {
+    // Up to the end, the next tile boundary, or k, whichever comes first.
+    int64_t end = p.stream_output ? std::min(c1, c + kTile) : c1;
+    if (c < p.norm.k) end = std::min(end, p.norm.k);
+    const double coef = c < p.norm.k ? grad.coef : 0.0;
+    T* out = p.stream_output ? tile : dx + c;
+    BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, out, g, chunk_dw, chunk_db, c, end - c, st,
+                                                         grad, coef);
+    if (p.stream_output) StreamBytes(dx + c, tile, static_cast<size_t>(end - c) * sizeof(T));
+    c = end;
+  }
+}
+
+template <typename T, typename TW>
+void BackwardColumnsFor(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
+                        const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc) {
+  const bool w = p.weight != nullptr, accumulate = p.want_dweight || p.want_dbias;
+  auto run = [&](auto centered, auto weight, auto accum) {
+    BackwardColumnsT<T, TW, decltype(centered)::value, decltype(weight)::value, decltype(accum)::value>(
+        p, x, dy, dx, c0, c1, st, grad, acc);
+  };
+  using True = std::true_type;
+  using False = std::false_type;
+  if (p.norm.centered) {
+    if (w) return accumulate ? run(True{}, True{}, True{}) : run(True{}, True{}, False{});
+    return accumulate ? run(True{}, False{}, True{}) : run(True{}, False{}, False{});
+  }
+  if (w) return accumulate ? run(False{}, True{}, True{}) : run(False{}, True{}, False{});
+  return accumulate ? run(False{}, False{}, True{}) : run(False{}, False{}, False{});
+}
+
+// The statistics backward uses: the saved ones when all that the norm needs
+// were given, else recomputed exactly as forward does.
+template <typename T>
+RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
+  using A = Arith<T>;
+  constexpr bool kDouble = std::is_same_v<T, double>;
+  const NormParams& norm = p.norm;
+  const bool saved = p.saved_inv_rms && (!norm.centered || p.saved_mean);
+  if (saved) {
+    RowStatistics st;
+    st.inv_r = static_cast<const A*>(p.saved_inv_rms)[row];
+    st.mean = norm.centered ? static_cast<double>(static_cast<const A*>(p.saved_mean)[row]) : 0.0;
+    const double limit = fast_range(kDouble).inv_r_limit;
+    st.fast = std::isfinite(st.mean) && st.inv_r <= limit && st.inv_r >= 1.0 / limit;
+    // "outside": s = r - eps, unless eps is so large a part of r that the
+    // subtraction would cancel; then recompute.
+    const bool cancels = norm.eps_outside && norm.eps * st.inv_r > 0.5;
+    if (norm.eps_outside) st.s = std::max(0.0, 1.0 / st.inv_r - norm.eps);
+    if (!cancels || !st.fast) return st;
+  }
+  return RowStatisticsOf(norm, row_pointer<T>(p.x, row, p.x_stride));
+}
+
+template <typename T, typename TW>
+RowGradient RowGradientOf(const BackwardPlan& p, int64_t row, const RowStatistics& st) {
+  const T* x = row_pointer<T>(p.x, row, p.x_stride);
+  const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
+  double sum_gy = 0.0, dot = 0.0;
+  for (int64_t c = 0; c < p.norm.n; c += kBlockElements) {
+    double block_gy, block_dot;
+    BlockGradientSumsFor<T, TW>(p, x, dy, c, std::min(p.norm.n, c + kBlockElements), st.mean, &block_gy, &block_dot);
+    sum_gy += block_gy;
+    dot += block_dot;
+  }
+  return finalize_gradient(p.norm, st, sum_gy, dot, std::is_same_v<T, double>);
+}
+
+template <typename T, typename TW>
+void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
+  const int64_t n = p.norm.n;
+  const bool accumulate = p.want_dweight || p.want_dbias;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const RowStatistics st = BackwardStatisticsT<T>(p, row);
+    const RowGradient grad = st.fast ? RowGradientOf<T, TW>(p, row, st) : RowGradient{0, 0, 0, false};
+    if (grad.fast) {
+      BackwardColumnsFor<T, TW>(p, row_pointer<T>(p.x, row, p.x_stride), row_pointer<T>(p.dy, row, p.dy_stride),
+                                row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc);
+    } else {
+      slow_backward_row(p, row, 0, n, acc);
+    }
+    if (accumulate && ++acc.rows_in_chunk == kRowsPerChunk) {
+      flush_chunk(acc, std::is_same_v<T, double>, 0, n);
+      acc.rows_in_chunk = 0;
+    }
+  }
+  if (p.stream_output) hwy::FlushStream();
+}
+
+void BackwardRowsImpl(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
+    BackwardRowsT<decltype(t), decltype(tw)>(p, row_begin, row_end, acc);
+  });
+}
+
+void BackwardBlockSumsImpl(const BackwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, double mean,
+                           double* sum_gy, double* dot) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
+    using T = decltype(t);
+    const T* x = row_pointer<T>(p.x, row, p.x_stride);
+    const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t c0 = b * kBlockElements;
+      BlockGradientSumsFor<T, decltype(tw)>(p, x, dy, c0, std::min(p.norm.n, c0 + kBlockElements), mean,
+                                            sum_gy + b, dot + b);
+    }
+  });
+}
+
+RowStatistics BackwardRowStatisticsImpl(const BackwardPlan& p, int64_t row) {
+  RowStatistics st;
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) { st = BackwardStatisticsT<decltype(t)>(p, row); });
+  return st;
+}
+
+void BackwardColumnsImpl(const BackwardPlan& p, int64_t row, int64_t c0, int64_t c1, const RowStatistics& st,
+                         const RowGradient& grad, GradAccumulator& acc) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
+    using T = decltype(t);
+    BackwardColumnsFor<T, decltype(tw)>(p, row_pointer<T>(p.x, row, p.x_stride),
+                                        row_pointer<T>(p.dy, row, p.dy_stride), row_pointer<T>(p.dx, row, p.dx_stride),
+                                        c0, c1, st, grad, acc);
+    if (p.stream_output) hwy::FlushStream();
+  });
+}
+
+}  // namespace rmsnorm::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace rmsnorm::cpu {
+
+HWY_EXPORT(BackwardRowsImpl);
+HWY_EXPORT(BackwardBlockSumsImpl);
+HWY_EXPORT(BackwardRowStatisticsImpl);
+HWY_EXPORT(BackwardColumnsImpl);
+
+void backward_rows(const BackwardPlan& plan, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
+  HWY_DYNAMIC_DISPATCH(BackwardRowsImpl)(plan, row_begin, row_end, acc);
+}
+
+void backward_block_sums(const BackwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end,
+                         double mean, double* sum_gy, double* dot) {
+  HWY_DYNAMIC_DISPATCH(BackwardBlockSumsImpl)(plan, row, block_begin, block_end, mean, sum_gy, dot);
+}
+
+RowStatistics backward_row_statistics(const BackwardPlan& plan, int64_t row) {
+  return HWY_DYNAMIC_DISPATCH(BackwardRowStatisticsImpl)(plan, row);
+}
+
+void backward_columns(const BackwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
+                      const RowStatistics& st, const RowGradient& g, GradAccumulator& acc) {
+  HWY_DYNAMIC_DISPATCH(BackwardColumnsImpl)(plan, row, column_begin, column_end, st, g, acc);
+}
+
+}  // namespace rmsnorm::cpu
+#endif  // HWY_ONCE

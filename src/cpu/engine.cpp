@@ -1,0 +1,295 @@
+// How work is shared among threads. Two shapes of work:
+//  - many rows: each thread takes a contiguous range of whole rows (ggml's
+//    ith-of-nth split), and, in backward, sums dweight/dbias privately; the
+//    private sums are added in thread order at the end;
+//  - fewer rows than threads, rows of at least two blocks: the block partial
+//    sums of every row are shared among threads, then the columns are.
+// Either way every row statistic is the same sum of the same blocks in the same
+// order, so forward output does not depend on the thread count.
+#include "src/cpu/engine.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "rmsnorm/scalar_types.hpp"
+#include "src/cpu/kernels.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace rmsnorm::cpu {
+namespace {
+
+// Below this many elements per thread, starting a thread costs more than it saves.
+constexpr int64_t kMinElementsPerThread = 32768;
+
+int thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+int thread_count_in_team() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// Columns [begin, end) of thread t of nt, in multiples of 64 elements so that
+// two threads never write the same cache line.
+std::pair<int64_t, int64_t> column_range(int64_t n, int t, int nt) {
+  const int64_t per = ((n + nt - 1) / nt + 63) / 64 * 64;
+  return {std::min(n, per * t), std::min(n, per * (t + 1))};
+}
+
+bool split_rows(int64_t rows, int64_t n, int threads) { return threads > 1 && rows < threads && block_count(n) >= 2; }
+
+// Fills sums[row * nb + b] for every row and block, in parallel.
+template <class BlockFn>
+void parallel_blocks(int threads, int64_t rows, int64_t nb, BlockFn&& fn) {
+  const int64_t total = rows * nb;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < total; ++i) fn(i / nb, i % nb);
+}
+
+double ordered_sum(const double* values, int64_t count) {
+  double total = 0.0;
+  for (int64_t i = 0; i < count; ++i) total += values[i];
+  return total;
+}
+
+// The statistics of every row from block sums shared among threads; the same
+// sums in the same order as RowStatisticsOf (src/cpu/statistics-inl.h).
+std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads) {
+  const int64_t rows = plan.rows, nb = block_count(plan.norm.n);
+  const bool dbl = plan.dtype == DType::kFloat64;
+  std::vector<double> sums(static_cast<size_t>(rows * nb)), zeros(sums.size());
+  parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
+    forward_block_sums(plan, row, b, b + 1, 0, 0.0, &sums[row * nb], &zeros[row * nb]);
+  });
+  std::vector<RowStatistics> stats(static_cast<size_t>(rows));
+  std::vector<double> means(static_cast<size_t>(rows));
+  if (plan.norm.centered) {
+    for (int64_t row = 0; row < rows; ++row) {
+      means[row] = rounded_mean(ordered_sum(&sums[row * nb], nb), plan.norm.n, dbl);
+    }
+    parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
+      if (std::isfinite(means[row])) {
+        forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &zeros[row * nb]);
+      }
+    });
+  }
+  for (int64_t row = 0; row < rows; ++row) {
+    const bool centered = plan.norm.centered;
+    const double squares =
+        centered && !std::isfinite(means[row]) ? means[row] : ordered_sum(&sums[row * nb], nb);
+    const bool rest_finite = centered || plan.norm.k == plan.norm.n || ordered_sum(&zeros[row * nb], nb) == 0.0;
+    stats[row] = finalize_statistics(plan.norm, means[row], squares, rest_finite, dbl);
+  }
+  return stats;
+}
+
+const void* forward_source_row(const ForwardPlan& plan, int64_t row) {
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  if (plan.residual) return static_cast<const char*>(plan.residual) + row * plan.residual_stride * esize;
+  return static_cast<const char*>(plan.x) + row * plan.x_stride * esize;
+}
+
+// Scratch memory reused across calls by the calling thread, so that small
+// repeated calls do not pay for allocation.
+std::vector<unsigned char>& workspace(size_t bytes) {
+  thread_local std::vector<unsigned char> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer;
+}
+
+void write_vector(const Vector& out, const double* values, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const double v = values[c];
+    switch (out.dtype) {
+      case DType::kFloat32:
+        static_cast<float*>(out.data)[c] = static_cast<float>(v);
+        break;
+      case DType::kBFloat16:
+        static_cast<uint16_t*>(out.data)[c] = double_to_bfloat16(v);
+        break;
+      case DType::kFloat16:
+        static_cast<uint16_t*>(out.data)[c] = double_to_float16(v);
+        break;
+      case DType::kFloat64:
+        static_cast<double*>(out.data)[c] = v;
+        break;
+    }
+  }
+}
+
+}  // namespace
+
+int64_t last_level_cache_bytes() {
+  static const int64_t bytes = [] {
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (l3 > 0) return static_cast<int64_t>(l3);
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? static_cast<int64_t>(l2) : int64_t{32} << 20;
+  }();
+  return bytes;
+}
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int threads_for(int requested, int64_t rows, int64_t n) {
+  const int wanted = requested > 0 ? requested : max_threads();
+  const int64_t by_work = std::max<int64_t>(1, rows * n / kMinElementsPerThread);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, by_work)));
+}
+
+void run_forward(const ForwardPlan& plan, int threads) {
+  const int64_t rows = plan.rows, n = plan.norm.n;
+  if (rows == 0) return;
+  if (!split_rows(rows, n, threads)) {
+    if (threads == 1) return forward_rows(plan, 0, rows);
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = thread_index(), nt = thread_count_in_team();
+      forward_rows(plan, rows * t / nt, rows * (t + 1) / nt);
+    }
+    return;
+  }
+  const std::vector<RowStatistics> stats = split_statistics(plan, threads);
+  for (int64_t row = 0; row < rows; ++row) {
+    if (!stats[row].fast) slow_forward_row(plan, row, forward_source_row(plan, row), 0, n);
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const auto [c0, c1] = column_range(n, thread_index(), thread_count_in_team());
+    for (int64_t row = 0; row < rows && c0 < c1; ++row) {
+      if (stats[row].fast) forward_columns(plan, row, c0, c1, stats[row]);
+    }
+  }
+}
+
+void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, const Vector& dbias) {
+  const int64_t rows = plan.rows, n = plan.norm.n;
+  const bool accumulate = plan.want_dweight || plan.want_dbias;
+  const bool dbl = plan.dtype == DType::kFloat64;
+  const size_t arith_size = dbl ? sizeof(double) : sizeof(float);
+  const bool split = split_rows(rows, n, threads);
+  // One accumulator per thread (row split) or one shared by column (block split).
+  const int accumulators = split ? 1 : threads;
+  const size_t per_accumulator = accumulate ? static_cast<size_t>(n) * (2 * arith_size + 2 * sizeof(double)) : 0;
+  std::vector<unsigned char>& scratch = workspace(per_accumulator * accumulators);
+  std::memset(scratch.data(), 0, per_accumulator * accumulators);
+  auto make_accumulator = [&](int i) {
+    GradAccumulator acc;
+    if (!accumulate) return acc;
+    unsigned char* base = scratch.data() + per_accumulator * i;
+    acc.total_dweight = reinterpret_cast<double*>(base);
+    acc.total_dbias = acc.total_dweight + n;
+    acc.chunk_dweight = acc.total_dbias + n;
+    acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n * arith_size;
+    return acc;
+  };
+
+  if (rows > 0 && !split) {
+    if (threads == 1) {
+      GradAccumulator acc = make_accumulator(0);
+      backward_rows(plan, 0, rows, acc);
+      if (accumulate) flush_chunk(acc, dbl, 0, n);
+    } else {
+#pragma omp parallel num_threads(threads)
+      {
+        const int t = thread_index(), nt = thread_count_in_team();
+        GradAccumulator acc = make_accumulator(t);
+        backward_rows(plan, rows * t / nt, rows * (t + 1) / nt, acc);
+        if (accumulate) flush_chunk(acc, dbl, 0, n);
+      }
+    }
+  } else if (rows > 0) {
+    const int64_t nb = block_count(n);
+    std::vector<RowStatistics> stats;
+    if (plan.saved_inv_rms && (!plan.norm.centered || plan.saved_mean)) {
+      for (int64_t row = 0; row < rows; ++row) stats.push_back(backward_row_statistics(plan, row));
+    } else {
+      ForwardPlan statistics_plan;
+      statistics_plan.norm = plan.norm;
+      statistics_plan.rows = rows;
+      statistics_plan.dtype = plan.dtype;
+      statistics_plan.param_dtype = plan.param_dtype;
+      statistics_plan.x = plan.x;
+      statistics_plan.x_stride = plan.x_stride;
+      stats = split_statistics(statistics_plan, threads);
+    }
+    std::vector<double> sum_gy(static_cast<size_t>(rows * nb)), dot(sum_gy.size());
+    parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
+      if (stats[row].fast) backward_block_sums(plan, row, b, b + 1, stats[row].mean, &sum_gy[row * nb], &dot[row * nb]);
+    });
+    std::vector<RowGradient> grads(static_cast<size_t>(rows));
+    for (int64_t row = 0; row < rows; ++row) {
+      if (!stats[row].fast) continue;
+      grads[row] = finalize_gradient(plan.norm, stats[row], ordered_sum(&sum_gy[row * nb], nb),
+                                     ordered_sum(&dot[row * nb], nb), dbl);
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const auto [c0, c1] = column_range(n, thread_index(), thread_count_in_team());
+      GradAccumulator acc = make_accumulator(0);  // shared buffers; this thread owns columns [c0, c1)
+      for (int64_t row = 0; row < rows && c0 < c1; ++row) {
+        if (stats[row].fast && grads[row].fast) {
+          backward_columns(plan, row, c0, c1, stats[row], grads[row], acc);
+        } else {
+          slow_backward_row(plan, row, c0, c1, acc);
+        }
+        if (accumulate && ++acc.rows_in_chunk == kRowsPerChunk) {
+          flush_chunk(acc, dbl, c0, c1);
+          acc.rows_in_chunk = 0;
+        }
+      }
+      if (accumulate && c0 < c1) flush_chunk(acc, dbl, c0, c1);
+    }
+  }
+
+  if (!accumulate) return;
+  // Thread order, fixed: deterministic for a given thread count.
+  const GradAccumulator first = make_accumulator(0);
+  for (int i = 1; i < accumulators; ++i) {
+    const GradAccumulator other = make_accumulator(i);
+    for (int64_t c = 0; c < n; ++c) {
+      first.total_dweight[c] += other.total_dweight[c];
+      first.total_dbias[c] += other.total_dbias[c];
+    }
+  }
+  if (dweight.data) write_vector(dweight, first.total_dweight, n);
+  if (dbias.data) write_vector(dbias, first.total_dbias, n);
+}
+
+void flush_chunk(const GradAccumulator& acc, bool double_arithmetic, int64_t column_begin, int64_t column_end) {
+  auto flush = [&](auto* chunk_dweight, auto* chunk_dbias) {
+    for (int64_t c = column_begin; c < column_end; ++c) {
+      acc.total_dweight[c] += chunk_dweight[c];
+      acc.total_dbias[c] += chunk_dbias[c];
+      chunk_dweight[c] = 0;
+      chunk_dbias[c] = 0;
+    }
+  };
+  if (double_arithmetic) {
+    flush(static_cast<double*>(acc.chunk_dweight), static_cast<double*>(acc.chunk_dbias));
+  } else {
+    flush(static_cast<float*>(acc.chunk_dweight), static_cast<float*>(acc.chunk_dbias));
+  }
+}
+
+}  // namespace rmsnorm::cpu

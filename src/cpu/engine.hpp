@@ -1,0 +1,27 @@
+// The CPU engine's entry points for the API layer: run a validated plan on
+// `threads` threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/cpu/plan.hpp"
+
+namespace rmsnorm::cpu {
+
+int max_threads();
+// The threads a call of rows x n will use when `requested` are asked for (0: default).
+int threads_for(int requested, int64_t rows, int64_t n);
+int64_t last_level_cache_bytes();
+
+void run_forward(const ForwardPlan& plan, int threads);
+// Writes dweight / dbias (when their data is non-null) after dx.
+void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, const Vector& dbias);
+
+// SIMD targets (src/cpu/targets.cpp).
+std::string active_target_name();
+std::vector<std::string> available_target_names();
+void select_target(const std::string& name);
+
+}  // namespace rmsnorm::cpu

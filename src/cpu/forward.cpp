@@ -1,0 +1,232 @@
+// The forward kernels: per row, the statistic (one pass over the row, from
+// memory), then the output (a second pass, from cache), optionally preceded by
+// the fused residual add. Compiled once per Highway target; the best target
+// the CPU supports is chosen at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/cpu/forward.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "src/cpu/dtype_dispatch.hpp"
+#include "src/cpu/kernels.hpp"
+#include "src/cpu/simd-inl.h"
+#include "src/cpu/statistics-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace rmsnorm::cpu::HWY_NAMESPACE {
+
+// residual[i] = round(residual[i] + x[i]) for i < count.
+template <typename T>
+void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t count) {
+  const hn::ScalableTag<Arith<T>> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= count; i += N) StoreAs(d, hn::Add(LoadAs(d, x + i), LoadAs(d, residual + i)), residual + i);
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    StoreTail(d, hn::Add(LoadTail(d, x + i, remaining), LoadTail(d, residual + i, remaining)), residual + i,
+              remaining);
+  }
+}
+
+// y = (x - mean) * inv_r * g[i] + b[i], as the flags say. g and b are indexed
+// only when present (offsetting a null pointer is undefined behaviour).
+template <bool kCentered, bool kWeight, bool kBias, class D, class V, typename TW>
+HWY_INLINE V Normalize(D d, V v, V mean, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
+                       size_t tail) {
+  if constexpr (kCentered) v = hn::Sub(v, mean);
+  v = hn::Mul(v, inv_r);
+  if constexpr (kWeight) {
+    const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
+    if constexpr (kBias) return hn::MulAdd(v, gv, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    return hn::Mul(v, gv);
+  } else if constexpr (kBias) {
+    return hn::Add(v, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+  }
+  return v;
+}
+
+// y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias>
+void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
+               int64_t column, int64_t count, double mean_value, double inv_r_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto mean = hn::Set(d, static_cast<A>(mean_value));
+  const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
+  int64_t i = 0;
+  for (; i + 2 * N <= count; i += 2 * N) {
+    const auto v0 = Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0);
+    const auto v1 =
+        Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i + N), mean, inv_r, g, b, column + i + N, 0);
+    StoreAs(d, v0, y + i);
+    StoreAs(d, v1, y + i + N);
+  }
+  for (; i + N <= count; i += N) {
+    StoreAs(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0), y + i);
+  }
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    const auto v = Normalize<kCentered, kWeight, kBias>(d, LoadTail(d, x + i, remaining), mean, inv_r, g, b,
+                                                        column + i, remaining);
+    StoreTail(d, v, y + i, remaining);
+  }
+}
+
+// Writes y[column_begin, column_end) of one row; with streaming, through an L1
+// tile and non-temporal stores.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias>
+void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
+                  int64_t column_end, const RowStatistics& st) {
+  const auto* g = static_cast<const TW*>(p.weight);
+  const auto* b = static_cast<const TW*>(p.bias);
+  constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
+  if (!p.stream_output) {
+    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin,
+                                                column_end - column_begin, st.mean, st.inv_r);
+    return;
+  }
+  alignas(64) T tile[kTile];
+  for (int64_t c = column_begin; c < column_end; c += kTile) {
+    const int64_t count = std::min(kTile, column_end - c);
+    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, tile, g, b, c, count, st.mean, st.inv_r);
+    StreamBytes(y + c, tile, static_cast<size_t>(count) * sizeof(T));
+  }
+}
+
+// Picks the instantiation for the plan's flags.
+template <typename T, typename TW>
+void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st) {
+  const bool w = p.weight != nullptr, b = p.bias != nullptr;
+  if (p.norm.centered) {
+    if (w && b) return ApplyColumns<T, TW, true, true, true>(p, src, y, c0, c1, st);
+    if (w) return ApplyColumns<T, TW, true, true, false>(p, src, y, c0, c1, st);
+    if (b) return ApplyColumns<T, TW, true, false, true>(p, src, y, c0, c1, st);
+    return ApplyColumns<T, TW, true, false, false>(p, src, y, c0, c1, st);
+  }
+  if (w && b) return ApplyColumns<T, TW, false, true, true>(p, src, y, c0, c1, st);
+  if (w) return ApplyColumns<T, TW, false, true, false>(p, src, y, c0, c1, st);
+  if (b) return ApplyColumns<T, TW, false, false, true>(p, src, y, c0, c1, st);
+  return ApplyColumns<T, TW, false, false, false>(p, src, y, c0, c1, st);
+}
+
+template <typename T>
+void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) {
+  using A = Arith<T>;
+  if (p.saved_inv_rms) static_cast<A*>(p.saved_inv_rms)[row] = static_cast<A>(st.inv_r);
+  if (p.saved_mean) static_cast<A*>(p.saved_mean)[row] = static_cast<A>(st.mean);
+}
+
+template <typename T, typename TW>
+void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
+  const int64_t n = p.norm.n;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const T* src = row_pointer<T>(p.x, row, p.x_stride);
+    if (p.residual) {
+      T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
+      AddResidual(src, residual, n);
+      src = residual;
+    }
+    const RowStatistics st = RowStatisticsOf(p.norm, src);
+    if (!st.fast) {
+      slow_forward_row(p, row, src, 0, n);
+      continue;
+    }
+    SaveStatistics<T>(p, row, st);
+    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st);
+  }
+  if (p.stream_output) hwy::FlushStream();
+}
+
+void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
+    ForwardRowsT<decltype(t), decltype(tw)>(p, row_begin, row_end);
+  });
+}
+
+template <typename T>
+void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+                       double mean, double* sums, double* zero_products) {
+  const NormParams& norm = p.norm;
+  const T* src = row_pointer<T>(p.x, row, p.x_stride);
+  T* residual = p.residual ? row_pointer<T>(p.residual, row, p.residual_stride) : nullptr;
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const int64_t c0 = b * kBlockElements, c1 = std::min(norm.n, c0 + kBlockElements);
+    if (residual && pass == 0) AddResidual(src + c0, residual + c0, c1 - c0);
+    const T* block_source = residual ? residual : src;
+    if (norm.centered) {
+      sums[b] = pass == 0 ? BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, 0.0)
+                          : BlockSum<SumOf::kSquaredDeviations>(block_source + c0, c1 - c0, mean);
+      zero_products[b] = 0.0;
+      continue;
+    }
+    const int64_t split = std::clamp(norm.k, c0, c1);
+    sums[b] = split > c0 ? BlockSum<SumOf::kSquares>(block_source + c0, split - c0, 0.0) : 0.0;
+    zero_products[b] = c1 > split ? BlockSum<SumOf::kZeroProducts>(block_source + split, c1 - split, 0.0) : 0.0;
+  }
+}
+
+void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+                          double mean, double* sums, double* zero_products) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
+    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, mean, sums, zero_products);
+  });
+}
+
+void ForwardColumnsImpl(const ForwardPlan& p, int64_t row, int64_t column_begin, int64_t column_end,
+                        const RowStatistics& st) {
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
+    using T = decltype(t);
+    const T* src = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride)
+                              : row_pointer<T>(p.x, row, p.x_stride);
+    if (column_begin == 0) SaveStatistics<T>(p, row, st);
+    ApplyColumnsFor<T, decltype(tw)>(p, src, row_pointer<T>(p.y, row, p.y_stride), column_begin, column_end, st);
+    if (p.stream_output) hwy::FlushStream();
+  });
+}
+
+void ConvertFromFloatImpl(DType dtype, const float* in, void* out, int64_t count) {
+  const hn::ScalableTag<float> d;
+  auto convert = [&](auto* typed_out) {
+    const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+    int64_t i = 0;
+    for (; i + N <= count; i += N) StoreAs(d, hn::LoadU(d, in + i), typed_out + i);
+    if (i < count) StoreTail(d, LoadTail(d, in + i, count - i), typed_out + i, count - i);
+  };
+  if (dtype == DType::kBFloat16) convert(static_cast<hwy::bfloat16_t*>(out));
+  if (dtype == DType::kFloat16) convert(static_cast<hwy::float16_t*>(out));
+  if (dtype == DType::kFloat32) convert(static_cast<float*>(out));
+}
+
+}  // namespace rmsnorm::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace rmsnorm::cpu {
+
+HWY_EXPORT(ForwardRowsImpl);
+HWY_EXPORT(ForwardBlockSumsImpl);
+HWY_EXPORT(ForwardColumnsImpl);
+HWY_EXPORT(ConvertFromFloatImpl);
+
+void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end) {
+  HWY_DYNAMIC_DISPATCH(ForwardRowsImpl)(plan, row_begin, row_end);
+}
+
+void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+                        double mean, double* sums, double* zero_products) {
+  HWY_DYNAMIC_DISPATCH(ForwardBlockSumsImpl)(plan, row, block_begin, block_end, pass, mean, sums, zero_products);
+}
+
+void forward_columns(const ForwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
+                     const RowStatistics& st) {
+  HWY_DYNAMIC_DISPATCH(ForwardColumnsImpl)(plan, row, column_begin, column_end, st);
+}
+
+void convert_from_float(DType dtype, const float* in, void* out, int64_t count) {
+  HWY_DYNAMIC_DISPATCH(ConvertFromFloatImpl)(dtype, in, out, count);
+}
+
+}  // namespace rmsnorm::cpu
+#endif  // HWY_ONCE

@@ -1,0 +1,94 @@
+// What a CPU kernel needs to know about one call, after validation: plain
+// pointers, strides and flags. Nothing in here knows about the public API's
+// structs, so kernels and front ends can change independently.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "rmsnorm/rmsnorm.hpp"
+
+namespace rmsnorm::cpu {
+
+// Rows are processed in blocks of this many elements: every partial sum is
+// formed per block and blocks are added in order, so results do not depend on
+// how rows or blocks are shared among threads.
+inline constexpr int64_t kBlockElements = 4096;
+
+inline int64_t block_count(int64_t n) { return (n + kBlockElements - 1) / kBlockElements; }
+
+struct NormParams {
+  bool centered = false;     // LayerNorm: subtract the mean
+  bool eps_outside = false;  // r = sqrt(ms) + eps
+  double eps = 0.0;
+  int64_t n = 0;
+  int64_t k = 0;  // elements that estimate the statistic (n unless pRMSNorm)
+};
+
+struct ForwardPlan {
+  NormParams norm;
+  int64_t rows = 0;
+  DType dtype = DType::kFloat32;   // x, y, residual
+  DType param_dtype = DType::kFloat32;  // weight, bias
+  const void* x = nullptr;
+  int64_t x_stride = 0;  // elements
+  void* residual = nullptr;  // fused add: residual += x, then normalize residual
+  int64_t residual_stride = 0;
+  void* y = nullptr;
+  int64_t y_stride = 0;
+  const void* weight = nullptr;
+  const void* bias = nullptr;
+  void* saved_inv_rms = nullptr;  // statistics_dtype(dtype)
+  void* saved_mean = nullptr;
+  bool stream_output = false;  // write y with non-temporal stores
+};
+
+struct BackwardPlan {
+  NormParams norm;
+  int64_t rows = 0;
+  DType dtype = DType::kFloat32;  // x, dy, dx
+  DType param_dtype = DType::kFloat32;  // weight
+  const void* x = nullptr;
+  int64_t x_stride = 0;
+  const void* dy = nullptr;
+  int64_t dy_stride = 0;
+  void* dx = nullptr;
+  int64_t dx_stride = 0;
+  const void* weight = nullptr;
+  const void* saved_inv_rms = nullptr;
+  const void* saved_mean = nullptr;
+  bool want_dweight = false;
+  bool want_dbias = false;
+  bool stream_output = false;
+};
+
+// The statistics of one row, in double; produced from block sums by finalize_*.
+struct RowStatistics {
+  double mean = 0.0;     // LayerNorm shift; 0 for RMSNorm
+  double inv_r = 0.0;    // 1 / r
+  double s = 0.0;        // sqrt(ms), for the "outside" gradient
+  bool fast = true;      // false: the row needs the wide-precision slow path
+};
+
+// Per-row gradient coefficients: dx_j = a * (gy_j + shift) - (x_j - mean) * coef[j < k].
+struct RowGradient {
+  double a = 0.0;
+  double coef = 0.0;
+  double shift = 0.0;
+  bool fast = true;
+};
+
+// Accumulators of dweight and dbias for one thread (or one column range):
+// `chunk` in the arithmetic type takes a few rows, then is added into `total`
+// in double, which keeps long sums accurate and the order fixed.
+struct GradAccumulator {
+  void* chunk_dweight = nullptr;  // arithmetic type (float, or double for f64 data), length n
+  void* chunk_dbias = nullptr;
+  double* total_dweight = nullptr;  // length n
+  double* total_dbias = nullptr;
+  int rows_in_chunk = 0;
+};
+
+inline constexpr int kRowsPerChunk = 32;
+
+}  // namespace rmsnorm::cpu

@@ -1,0 +1,214 @@
+// Per-target SIMD helpers shared by the kernel families: converting loads and
+// stores between storage types and the arithmetic type, masked tails, block
+// sums and non-temporal output. Included once per Highway target.
+//
+// Highway 1.0.3's float->bfloat16 DemoteTo truncates and its emulated
+// float->float16 DemoteTo (SSE4 and below) truncates too; SPEC section 4 needs
+// round-to-nearest-even everywhere, so the narrowing conversions are our own,
+// identical on every target.
+
+#if defined(RMSNORM_SIMD_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef RMSNORM_SIMD_INL_H_
+#undef RMSNORM_SIMD_INL_H_
+#else
+#define RMSNORM_SIMD_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace rmsnorm::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// The arithmetic type for a storage type: float, or double for double data.
+template <typename T>
+struct ArithmeticOf {
+  using type = float;
+};
+template <>
+struct ArithmeticOf<double> {
+  using type = double;
+};
+template <typename T>
+using Arith = typename ArithmeticOf<T>::type;
+
+// ---------------------------------------------------------------- narrowing
+
+// float -> bfloat16, round to nearest even; NaN stays a quiet NaN.
+template <class DF>
+HWY_INLINE auto DemoteToBFloat16(DF /* tag */, hn::VFromD<DF> v) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<hwy::bfloat16_t, DF> dbf16;
+  const auto bits = hn::BitCast(du32, v);
+  const auto lowest_kept_bit = hn::And(hn::ShiftRight<16>(bits), hn::Set(du32, 1u));
+  const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7FFFu), lowest_kept_bit)));
+  const auto quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du32, 0x40u));
+  const auto result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
+  return hn::BitCast(dbf16, hn::DemoteTo(du16, hn::BitCast(di32, result)));
+}
+
+// float -> float16, round to nearest even, overflow to infinity, subnormals
+// rounded correctly. The rounding is done by one float addition that aligns the
+// value to the float16 grid of its binade (the technique of M. Dukhan's FP16
+// library, github.com/Maratyszcza/FP16): adding 2^(e+15-127+...) leaves exactly
+// the bits float16 keeps, rounded by the FPU.
+template <class DF>
+HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<hwy::float16_t, DF> df16;
+  const auto bits = hn::BitCast(du32, v);
+  const auto sign = hn::ShiftRight<16>(hn::And(bits, hn::Set(du32, 0x80000000u)));
+  // |v| * 2^112 * 2^-110: overflows to infinity exactly when float16 would.
+  auto magnitude = hn::Mul(hn::Mul(hn::Abs(v), hn::Set(df, 5.192296858534828e+33f)),  // 2^112
+                           hn::Set(df, 7.703719777548943e-34f));                        // 2^-110
+  // The float exponent, clamped below so float16 subnormals share one grid.
+  auto exponent = hn::BitCast(di32, hn::And(hn::ShiftRight<23>(bits), hn::Set(du32, 0xFFu)));
+  exponent = hn::Max(exponent, hn::Set(di32, 0x71));
+  const auto aligner = hn::BitCast(df, hn::ShiftLeft<23>(hn::Add(exponent, hn::Set(di32, 15))));
+  magnitude = hn::Add(aligner, magnitude);
+  const auto aligned = hn::BitCast(du32, magnitude);
+  const auto exponent_bits = hn::And(hn::ShiftRight<13>(aligned), hn::Set(du32, 0x7C00u));
+  const auto mantissa_bits = hn::And(aligned, hn::Set(du32, 0x0FFFu));
+  auto result = hn::Add(exponent_bits, mantissa_bits);
+  result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Set(du32, 0x7E00u), result);
+  result = hn::Or(result, sign);
+  return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, result)));
+}
+
+// ---------------------------------------------------------------- load/store
+
+// Loads Lanes(d) elements of T and returns them in d's type (float or double).
+template <class D, typename T>
+HWY_INLINE hn::VFromD<D> LoadAs(D d, const T* HWY_RESTRICT p) {
+  using A = hn::TFromD<D>;
+  if constexpr (std::is_same_v<T, A>) {
+    return hn::LoadU(d, p);
+  } else {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+}
+
+template <class D, typename T>
+HWY_INLINE void StoreAs(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
+  using A = hn::TFromD<D>;
+  if constexpr (std::is_same_v<T, A>) {
+    hn::StoreU(v, d, p);
+  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    hn::StoreU(DemoteToBFloat16(d, v), hn::Rebind<T, D>(), p);
+  } else {
+    static_assert(std::is_same_v<T, hwy::float16_t>, "unsupported storage type");
+    hn::StoreU(DemoteToFloat16(d, v), hn::Rebind<T, D>(), p);
+  }
+}
+
+// The largest number of lanes any target has for A, for stack buffers.
+template <typename A>
+constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(A);
+
+// Loads count < Lanes(d) elements; the remaining lanes are zero.
+template <class D, typename T>
+HWY_INLINE hn::VFromD<D> LoadTail(D d, const T* HWY_RESTRICT p, size_t count) {
+  alignas(64) T buffer[kMaxLanes<hn::TFromD<D>>] = {};
+  std::memcpy(buffer, p, count * sizeof(T));
+  return LoadAs(d, buffer);
+}
+
+template <class D, typename T>
+HWY_INLINE void StoreTail(D d, hn::VFromD<D> v, T* HWY_RESTRICT p, size_t count) {
+  alignas(64) T buffer[kMaxLanes<hn::TFromD<D>>];
+  StoreAs(d, v, buffer);
+  std::memcpy(p, buffer, count * sizeof(T));
+}
+
+// ---------------------------------------------------------------- block sums
+
+enum class SumOf { kSquares, kValues, kSquaredDeviations, kZeroProducts };
+
+// One term of a sum, added to acc.
+template <SumOf kWhat, class D, class V>
+HWY_INLINE V AddTerm(D d, V acc, V v, V shift) {
+  if constexpr (kWhat == SumOf::kSquares) {
+    return hn::MulAdd(v, v, acc);
+  } else if constexpr (kWhat == SumOf::kValues) {
+    return hn::Add(acc, v);
+  } else if constexpr (kWhat == SumOf::kSquaredDeviations) {
+    const V centered = hn::Sub(v, shift);
+    return hn::MulAdd(centered, centered, acc);
+  } else {
+    // x * 0 is 0 for every finite x and NaN for NaN or infinity: a cheap test
+    // that a stretch of the row is finite.
+    return hn::MulAdd(v, hn::Zero(d), acc);
+  }
+}
+
+// The sum over x[0, count) of one kind of term, count <= kBlockElements.
+// Four accumulators hide the FMA latency; their order is fixed per target.
+template <SumOf kWhat, typename T>
+HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto shift = hn::Set(d, static_cast<A>(shift_value));
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= count; i += 4 * N) {
+    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
+    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift);
+    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift);
+    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift);
+  }
+  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift);
+    s1 = hn::Add(s1, hn::IfThenElseZero(hn::FirstN(d, remaining), term));
+  }
+  const auto total = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
+  return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, total)));
+}
+
+// The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
+// added in order: the same value however the blocks are shared among threads.
+template <SumOf kWhat, typename T>
+HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift) {
+  double total = 0.0;
+  for (int64_t b = begin; b < end; b += kBlockElements) {
+    total += BlockSum<kWhat>(row + b, std::min(end, b + kBlockElements) - b, shift);
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------- streaming
+
+// Copies bytes to dst with non-temporal stores where dst is vector-aligned,
+// so that a large output does not first read every destination line.
+HWY_INLINE void StreamBytes(void* HWY_RESTRICT dst_void, const void* HWY_RESTRICT src_void, size_t bytes) {
+  const hn::ScalableTag<uint8_t> d8;
+  const size_t N = hn::Lanes(d8);
+  auto* dst = static_cast<uint8_t*>(dst_void);
+  const auto* src = static_cast<const uint8_t*>(src_void);
+  const size_t misalignment = reinterpret_cast<uintptr_t>(dst) % N;
+  size_t head = misalignment == 0 ? 0 : std::min(bytes, N - misalignment);
+  std::memcpy(dst, src, head);
+  size_t i = head;
+  for (; i + N <= bytes; i += N) hn::Stream(hn::LoadU(d8, src + i), d8, dst + i);
+  std::memcpy(dst + i, src + i, bytes - i);
+}
+
+// Elements per tile when streaming: the tile stays in L1 between the kernel's
+// store and the non-temporal copy.
+inline constexpr int64_t kStreamTileBytes = 8192;
+
+}  // namespace rmsnorm::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // RMSNORM_SIMD_INL_H_

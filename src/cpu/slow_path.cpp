@@ -1,0 +1,177 @@
+// The slow path: rows the fast kernels hand over because they hold a NaN or an
+// infinity, because their squares overflow or underflow the arithmetic type, or
+// because their scale is extreme. Scalar and in long double (64-bit mantissa,
+// 15-bit exponent on x86), so every finite float or double input is exact to
+// square. Mirrors src/reference/reference.cpp formula for formula.
+#include <cmath>
+#include <limits>
+
+#include "rmsnorm/scalar_types.hpp"
+#include "src/cpu/dtype_dispatch.hpp"
+#include "src/cpu/kernels.hpp"
+
+namespace rmsnorm::cpu {
+namespace {
+
+using Wide = long double;
+constexpr Wide kNaN = std::numeric_limits<Wide>::quiet_NaN();
+
+Wide load(DType dtype, const void* base, int64_t i) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return static_cast<const float*>(base)[i];
+    case DType::kBFloat16:
+      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat16:
+      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat64:
+      return static_cast<const double*>(base)[i];
+  }
+  return kNaN;
+}
+
+void store(DType dtype, void* base, int64_t i, Wide v) {
+  switch (dtype) {
+    case DType::kFloat32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      return;
+    case DType::kBFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(static_cast<double>(v));
+      return;
+    case DType::kFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_float16(static_cast<double>(v));
+      return;
+    case DType::kFloat64:
+      static_cast<double*>(base)[i] = static_cast<double>(v);
+      return;
+  }
+}
+
+bool row_finite(DType dtype, const void* row, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    if (!std::isfinite(load(dtype, row, c))) return false;
+  }
+  return true;
+}
+
+struct WideStatistics {
+  Wide mean = 0, r = kNaN, s = 0;
+};
+
+WideStatistics wide_statistics(const NormParams& p, DType dtype, const void* row) {
+  WideStatistics st;
+  if (p.centered) {
+    Wide sum = 0;
+    for (int64_t c = 0; c < p.n; ++c) sum += load(dtype, row, c);
+    st.mean = sum / p.n;
+    Wide squares = 0;
+    for (int64_t c = 0; c < p.n; ++c) {
+      const Wide d = load(dtype, row, c) - st.mean;
+      squares += d * d;
+    }
+    st.r = std::sqrt(squares / p.n + p.eps);
+    return st;
+  }
+  Wide squares = 0;
+  for (int64_t c = 0; c < p.k; ++c) {
+    const Wide v = load(dtype, row, c);
+    squares += v * v;
+  }
+  const Wide ms = squares / p.k;
+  st.s = std::sqrt(ms);
+  st.r = p.eps_outside ? st.s + p.eps : std::sqrt(ms + p.eps);
+  return st;
+}
+
+void save_statistic(DType data_dtype, void* where, int64_t row, Wide value) {
+  if (!where) return;
+  if (data_dtype == DType::kFloat64) {
+    static_cast<double*>(where)[row] = static_cast<double>(value);
+  } else {
+    static_cast<float*>(where)[row] = static_cast<float>(value);
+  }
+}
+
+// Adds to the accumulator's chunk (float, or double for double data).
+void add_to_chunk(void* chunk, bool double_arithmetic, int64_t c, Wide v) {
+  if (double_arithmetic) {
+    static_cast<double*>(chunk)[c] += static_cast<double>(v);
+  } else {
+    static_cast<float*>(chunk)[c] += static_cast<float>(v);
+  }
+}
+
+}  // namespace
+
+void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, int64_t column_begin,
+                      int64_t column_end) {
+  const NormParams& p = plan.norm;
+  const bool finite = row_finite(plan.dtype, source, p.n);
+  const WideStatistics st = finite ? wide_statistics(p, plan.dtype, source) : WideStatistics{kNaN, kNaN, kNaN};
+  if (column_begin == 0) {
+    save_statistic(plan.dtype, plan.saved_inv_rms, row, 1 / st.r);
+    save_statistic(plan.dtype, plan.saved_mean, row, st.mean);
+  }
+  void* y = row_pointer<char>(plan.y, row, plan.y_stride * static_cast<int64_t>(dtype_size(plan.dtype)));
+  for (int64_t c = column_begin; c < column_end; ++c) {
+    Wide v = (load(plan.dtype, source, c) - st.mean) / st.r;
+    if (plan.weight) v *= load(plan.param_dtype, plan.weight, c);
+    if (plan.bias) v += load(plan.param_dtype, plan.bias, c);
+    store(plan.dtype, y, c, v);
+  }
+}
+
+void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
+                       GradAccumulator& acc) {
+  const NormParams& p = plan.norm;
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
+  const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
+  void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
+  const bool double_arithmetic = plan.dtype == DType::kFloat64;
+  const bool x_finite = row_finite(plan.dtype, x, p.n);
+  const WideStatistics st = x_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
+  auto gy = [&](int64_t c) {
+    const Wide d = load(plan.dtype, dy, c);
+    return plan.weight ? d * load(plan.param_dtype, plan.weight, c) : d;
+  };
+
+  if (acc.chunk_dweight) {
+    for (int64_t c = column_begin; c < column_end; ++c) {
+      const Wide d = load(plan.dtype, dy, c);
+      add_to_chunk(acc.chunk_dweight, double_arithmetic, c, d * (load(plan.dtype, x, c) - st.mean) / st.r);
+      add_to_chunk(acc.chunk_dbias, double_arithmetic, c, d);
+    }
+  }
+  if (!x_finite || !row_finite(plan.dtype, dy, p.n)) {
+    for (int64_t c = column_begin; c < column_end; ++c) store(plan.dtype, dx, c, kNaN);
+    return;
+  }
+  if (p.centered) {
+    Wide sum_gy = 0, sum_gy_xhat = 0;
+    for (int64_t c = 0; c < p.n; ++c) {
+      sum_gy += gy(c);
+      sum_gy_xhat += gy(c) * (load(plan.dtype, x, c) - st.mean) / st.r;
+    }
+    const Wide mean_gy = sum_gy / p.n, mean_gy_xhat = sum_gy_xhat / p.n;
+    for (int64_t c = column_begin; c < column_end; ++c) {
+      const Wide xhat = (load(plan.dtype, x, c) - st.mean) / st.r;
+      store(plan.dtype, dx, c, (gy(c) - mean_gy - xhat * mean_gy_xhat) / st.r);
+    }
+    return;
+  }
+  Wide dot = 0;
+  for (int64_t c = 0; c < p.n; ++c) dot += gy(c) * load(plan.dtype, x, c);
+  Wide coefficient;
+  if (!p.eps_outside) {
+    coefficient = dot / (static_cast<Wide>(p.k) * st.r * st.r * st.r);
+  } else {
+    coefficient = st.s == 0 ? 0 : dot / (static_cast<Wide>(p.k) * st.s * st.r * st.r);
+  }
+  for (int64_t c = column_begin; c < column_end; ++c) {
+    const Wide term = c < p.k ? load(plan.dtype, x, c) * coefficient : 0;
+    store(plan.dtype, dx, c, gy(c) / st.r - term);
+  }
+}
+
+}  // namespace rmsnorm::cpu

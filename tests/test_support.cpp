@@ -1,0 +1,218 @@
+#include "tests/test_support.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "rmsnorm/scalar_types.hpp"
+
+namespace rmsnorm::testing {
+
+uint64_t run_seed() {
+  static const uint64_t seed = [] {
+    if (const char* s = std::getenv("RMSNORM_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(s, nullptr, 10));
+    std::random_device device;
+    return (static_cast<uint64_t>(device()) << 32) ^ device();
+  }();
+  return seed;
+}
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 engine(run_seed());
+  return engine;
+}
+
+double to_double(DType dtype, const void* base, int64_t i) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return static_cast<const float*>(base)[i];
+    case DType::kBFloat16:
+      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat16:
+      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat64:
+      return static_cast<const double*>(base)[i];
+  }
+  return NAN;
+}
+
+static void store_double(DType dtype, void* base, int64_t i, double v) {
+  switch (dtype) {
+    case DType::kFloat32:
+      static_cast<float*>(base)[i] = static_cast<float>(v);
+      return;
+    case DType::kBFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(v);
+      return;
+    case DType::kFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_float16(v);
+      return;
+    case DType::kFloat64:
+      static_cast<double*>(base)[i] = v;
+      return;
+  }
+}
+
+double TypedMatrix::get(int64_t r, int64_t c) const { return to_double(dtype, bytes.data(), r * stride + c); }
+void TypedMatrix::set(int64_t r, int64_t c, double v) { store_double(dtype, bytes.data(), r * stride + c, v); }
+
+reference::Matrix TypedMatrix::values() const {
+  reference::Matrix m{rows, n, std::vector<double>(static_cast<size_t>(rows * n))};
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c) m.at(r, c) = get(r, c);
+  return m;
+}
+
+TypedMatrix make_matrix(DType dtype, int64_t rows, int64_t n, int64_t stride) {
+  TypedMatrix m;
+  m.dtype = dtype;
+  m.rows = rows;
+  m.n = n;
+  m.stride = stride;
+  // Padding between rows holds a sentinel pattern that no kernel may touch.
+  m.bytes.assign(static_cast<size_t>(std::max<int64_t>(1, rows * stride) * dtype_size(dtype)), 0xA5);
+  return m;
+}
+
+TypedMatrix random_matrix(DType dtype, int64_t rows, int64_t n, int64_t stride, double offset) {
+  TypedMatrix m = make_matrix(dtype, rows, n, stride);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  // 16-bit types keep to a range where values stay normal numbers.
+  const double decades = dtype == DType::kFloat16 ? 1.5 : 3.0;
+  std::uniform_real_distribution<double> log_scale(-decades, decades);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double scale = std::pow(10.0, log_scale(rng()));
+    for (int64_t c = 0; c < n; ++c) m.set(r, c, scale * (offset + normal(rng())));
+  }
+  return m;
+}
+
+TypedVector random_vector(DType dtype, int64_t n, double mean, double spread) {
+  TypedVector v;
+  v.dtype = dtype;
+  v.bytes.resize(static_cast<size_t>(n) * dtype_size(dtype));
+  v.values.resize(static_cast<size_t>(n));
+  std::normal_distribution<double> normal(mean, spread);
+  for (int64_t i = 0; i < n; ++i) {
+    store_double(dtype, v.bytes.data(), i, normal(rng()));
+    v.values[i] = to_double(dtype, v.bytes.data(), i);
+  }
+  return v;
+}
+
+TypedVector empty_vector(DType dtype) {
+  TypedVector v;
+  v.dtype = dtype;
+  return v;
+}
+
+double float32_tolerance(int64_t n) { return 1e-6 * (1.0 + std::log2(static_cast<double>(n))); }
+
+namespace {
+
+// Distance in units in the last place between two 16-bit patterns of the same format.
+int64_t ulp_distance(uint16_t a, uint16_t b) {
+  auto ordered = [](uint16_t h) { return (h & 0x8000u) ? -static_cast<int64_t>(h & 0x7FFFu) : static_cast<int64_t>(h); };
+  return std::llabs(ordered(a) - ordered(b));
+}
+
+uint16_t round16(DType dtype, double v) { return dtype == DType::kBFloat16 ? double_to_bfloat16(v) : double_to_float16(v); }
+
+std::string describe(int64_t r, int64_t c, double got, double want) {
+  std::ostringstream s;
+  s.precision(17);
+  s << "row " << r << " column " << c << ": got " << got << ", reference " << want;
+  return s.str();
+}
+
+}  // namespace
+
+std::string compare_rows(const TypedMatrix& actual, const reference::Matrix& expected,
+                         const reference::Matrix* magnitude) {
+  const int64_t n = actual.n;
+  for (int64_t r = 0; r < actual.rows; ++r) {
+    if (actual.dtype == DType::kBFloat16 || actual.dtype == DType::kFloat16) {
+      for (int64_t c = 0; c < n; ++c) {
+        const double want = expected.at(r, c), got = actual.get(r, c);
+        if (std::isnan(want) || std::isnan(got)) {
+          if (std::isnan(want) != std::isnan(got)) return describe(r, c, got, want);
+          continue;
+        }
+        const uint16_t got_bits = static_cast<const uint16_t*>(actual.data())[r * actual.stride + c];
+        const bool subnormal_f16 = actual.dtype == DType::kFloat16 && std::fabs(want) < std::ldexp(1.0, -14);
+        const bool cancellation_ok = magnitude && std::fabs(got - want) <= float32_tolerance(n) * magnitude->at(r, c);
+        const bool ok = cancellation_ok || (subnormal_f16 ? std::fabs(got - want) <= std::ldexp(1.0, -24)
+                                                          : ulp_distance(got_bits, round16(actual.dtype, want)) <= 1);
+        if (!ok) return describe(r, c, got, want) + " (more than 1 ulp)";
+      }
+      continue;
+    }
+    double err2 = 0, ref2 = 0;
+    bool any_nan = false;
+    for (int64_t c = 0; c < n; ++c) {
+      const double want = expected.at(r, c), got = actual.get(r, c);
+      if (std::isnan(want) || std::isnan(got)) {
+        if (std::isnan(want) != std::isnan(got)) return describe(r, c, got, want);
+        any_nan = true;
+        continue;
+      }
+      err2 += (got - want) * (got - want);
+      ref2 += magnitude ? std::max(want * want, magnitude->at(r, c) * magnitude->at(r, c)) : want * want;
+    }
+    if (any_nan) continue;
+    const double tolerance = actual.dtype == DType::kFloat64 ? 1e-13 * (1.0 + std::log2(static_cast<double>(n)))
+                                                             : float32_tolerance(n);
+    const double relative = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+    if (!(relative <= tolerance)) {
+      std::ostringstream s;
+      s << "row " << r << ": relative error " << relative << " exceeds " << tolerance;
+      return s.str();
+    }
+  }
+  return "";
+}
+
+std::string compare_sum(DType dtype, const void* actual, const std::vector<double>& expected,
+                        const std::vector<double>& magnitude, int64_t rows) {
+  // Terms are formed in float (double for float64 data) and summed in chunks of
+  // 32 rows before a double total: a few float roundings per term.
+  const double unit = dtype == DType::kFloat64 ? 1e-15 : 6e-8;
+  const double tolerance = 64 * unit * (1.0 + std::log2(1.0 + static_cast<double>(rows)));
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const double got = to_double(dtype, actual, static_cast<int64_t>(i));
+    if ((dtype == DType::kFloat16 || dtype == DType::kBFloat16) && std::isinf(to_double(dtype, std::vector<uint16_t>{round16(dtype, expected[i])}.data(), 0))) {
+      // The true sum is beyond the format's range: infinity is the right answer.
+      if (got != to_double(dtype, std::vector<uint16_t>{round16(dtype, expected[i])}.data(), 0)) return "element " + std::to_string(i) + ": expected overflow to infinity";
+      continue;
+    }
+    double allowed = tolerance * magnitude[i];
+    if (dtype == DType::kBFloat16) allowed += std::fabs(expected[i]) * std::ldexp(1.0, -8);
+    if (dtype == DType::kFloat16) allowed += std::fabs(expected[i]) * std::ldexp(1.0, -11) + std::ldexp(1.0, -24);
+    if (dtype == DType::kFloat32) allowed += std::fabs(expected[i]) * 1.2e-7;
+    if (!(std::fabs(got - expected[i]) <= allowed)) {
+      std::ostringstream s;
+      s.precision(17);
+      s << "element " << i << ": got " << got << ", reference " << expected[i] << ", allowed error " << allowed;
+      return s.str();
+    }
+  }
+  return "";
+}
+
+void for_each_target(const std::function<void(const std::string&)>& body) {
+  const std::vector<std::string> targets = runtime_info().compiled_targets;
+  ASSERT_FALSE(targets.empty());
+  for (const std::string& target : targets) {
+    set_simd_target(target);
+    ASSERT_EQ(runtime_info().simd_target, target) << "dispatch did not switch to " << target;
+    SCOPED_TRACE("SIMD target " + target + ", seed " + std::to_string(run_seed()));
+    body(target);
+    if (::testing::Test::HasFatalFailure()) break;
+  }
+  set_simd_target("best");
+}
+
+std::vector<DType> all_dtypes() { return {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kFloat64}; }
+
+}  // namespace rmsnorm::testing

@@ -1,0 +1,74 @@
+// Shared by the tests: fresh random inputs in any dtype, the float64
+// reference's view of them, SPEC section 4's tolerances, and a loop over every
+// SIMD target compiled in and supported here.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "rmsnorm/reference.hpp"
+#include "rmsnorm/rmsnorm.hpp"
+
+namespace rmsnorm::testing {
+
+// The seed of this test run: RMSNORM_TEST_SEED if set, else fresh. Printed on failure.
+uint64_t run_seed();
+std::mt19937_64& rng();
+
+// A rows x n matrix stored in `dtype` with a row stride, plus its exact values
+// as doubles (the values after rounding to dtype).
+struct TypedMatrix {
+  DType dtype = DType::kFloat32;
+  int64_t rows = 0, n = 0, stride = 0;
+  std::vector<unsigned char> bytes;
+  void* data() { return bytes.data(); }
+  const void* data() const { return bytes.data(); }
+  double get(int64_t r, int64_t c) const;
+  void set(int64_t r, int64_t c, double v);  // rounds to dtype
+  reference::Matrix values() const;           // rows x n, doubles
+};
+
+TypedMatrix make_matrix(DType dtype, int64_t rows, int64_t n, int64_t stride);
+// Rows of N(offset, scale) with a random per-row scale over several decades.
+TypedMatrix random_matrix(DType dtype, int64_t rows, int64_t n, int64_t stride, double offset = 0.0);
+
+struct TypedVector {
+  DType dtype = DType::kFloat32;
+  std::vector<unsigned char> bytes;
+  std::vector<double> values;  // exact values as doubles
+  const void* data() const { return bytes.empty() ? nullptr : bytes.data(); }
+};
+TypedVector random_vector(DType dtype, int64_t n, double mean, double spread);
+TypedVector empty_vector(DType dtype);
+
+double to_double(DType dtype, const void* base, int64_t i);
+
+// SPEC section 4: the float32/float64 norm-wise bound and the 16-bit ulp bound.
+// Checks each row of `actual` against `expected`; returns "" or a description.
+//
+// `magnitude` (optional, rows x n) is the size of the terms that make up each
+// element, e.g. |xhat * g| + |b| when a bias is added. Where the terms cancel
+// (an output near 0 made of large parts), no float32 arithmetic can meet a
+// bound relative to the output itself, so the error is measured against the
+// terms: float32/64 rows relative to ||magnitude||, 16-bit elements within
+// 1 ulp or within the float32 bound relative to the terms.
+std::string compare_rows(const TypedMatrix& actual, const reference::Matrix& expected,
+                         const reference::Matrix* magnitude = nullptr);
+// A vector (dweight, dbias) summed over rows: |error| <= tol * scale[i], where
+// scale is the sum of the magnitudes of the terms (a sum's own condition).
+std::string compare_sum(DType dtype, const void* actual, const std::vector<double>& expected,
+                        const std::vector<double>& magnitude, int64_t rows);
+
+double float32_tolerance(int64_t n);
+
+// Runs body once per SIMD target, with dispatch restricted to it.
+void for_each_target(const std::function<void(const std::string&)>& body);
+
+std::vector<DType> all_dtypes();
+
+}  // namespace rmsnorm::testing
