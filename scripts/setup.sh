@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages rmsnorm needs on a fresh machine (idempotent).
+set -euo pipefail
+packages=(build-essential cmake ninja-build pkg-config libhwy-dev libomp-dev libgtest-dev libbenchmark-dev
+          libcli11-dev libfmt-dev nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+fi
