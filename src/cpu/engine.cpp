@@ -192,7 +192,7 @@ void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, 
   const int accumulators = split ? 1 : threads;
   const size_t per_accumulator = accumulate ? static_cast<size_t>(n) * (2 * arith_size + 2 * sizeof(double)) : 0;
   std::vector<unsigned char>& scratch = workspace(per_accumulator * accumulators);
-  std::memset(scratch.data(), 0, per_accumulator * accumulators);
+  if (per_accumulator > 0) std::memset(scratch.data(), 0, per_accumulator * accumulators);  // data() may be null when empty
   auto make_accumulator = [&](int i) {
     GradAccumulator acc;
     if (!accumulate) return acc;
