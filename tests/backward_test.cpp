@@ -121,8 +121,8 @@ void check_backward(const Variant& v, DType dtype, int64_t rows, int64_t n, bool
       dw_magnitude[c] += std::fabs(dyv.at(r, c)) * (std::fabs(xv.at(r, c)) + std::fabs(fw.mean[r])) * fw.inv_rms[r];
       db_magnitude[c] += std::fabs(dyv.at(r, c));
     }
-  ASSERT_EQ(compare_sum(DType::kFloat32, got.dbias.data(), want.dbias, db_magnitude, rows), "") << "dbias";
-  if (v.weight) ASSERT_EQ(compare_sum(param_dtype, got.dweight.data(), want.dweight, dw_magnitude, rows), "") << "dweight";
+  ASSERT_EQ(compare_sum(DType::kFloat32, got.dbias.data(), want.dbias, db_magnitude, rows, n), "") << "dbias";
+  if (v.weight) ASSERT_EQ(compare_sum(param_dtype, got.dweight.data(), want.dweight, dw_magnitude, rows, n), "") << "dweight";
 }
 
 TEST(Backward, MatchesReferenceOnEveryTarget) {
