@@ -110,11 +110,13 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
   if (i < count) one(i, static_cast<size_t>(count - i));
 }
 
-// dx[row, c0..c1) (through a streaming tile when asked), split at k where the
-// statistic term stops.
+// dx[row, c0..c1) tile by tile (streamed when asked), split at k where the
+// statistic term stops. The same columns of the next row's x and dy (may be
+// null) are prefetched tile by tile.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate>
 void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
-                      const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc) {
+                      const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc, const T* next_x,
+                      const T* next_dy) {
   using A = Arith<T>;
   const auto* g = static_cast<const TW*>(p.weight);
   auto* chunk_dw = static_cast<A*>(acc.chunk_dweight);
@@ -123,24 +125,28 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
   alignas(64) T tile[kTile];  // used only when streaming
   for (int64_t c = c0; c < c1;) {
     // Up to the end, the next tile boundary, or k, whichever comes first.
-    int64_t end = p.stream_output ? std::min(c1, c + kTile) : c1;
+    int64_t end = std::min(c1, c + kTile);
     if (c < p.norm.k) end = std::min(end, p.norm.k);
+    const size_t bytes = static_cast<size_t>(end - c) * sizeof(T);
+    if (next_x) PrefetchBytes(next_x + c, bytes);
+    if (next_dy) PrefetchBytes(next_dy + c, bytes);
     const double coef = c < p.norm.k ? grad.coef : 0.0;
     T* out = p.stream_output ? tile : dx + c;
     BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, out, g, chunk_dw, chunk_db, c, end - c, st,
                                                          grad, coef);
-    if (p.stream_output) StreamBytes(dx + c, tile, static_cast<size_t>(end - c) * sizeof(T));
+    if (p.stream_output) StreamBytes(dx + c, tile, bytes);
     c = end;
   }
 }
 
 template <typename T, typename TW>
 void BackwardColumnsFor(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
-                        const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc) {
+                        const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc,
+                        const T* next_x = nullptr, const T* next_dy = nullptr) {
   const bool w = p.weight != nullptr, accumulate = p.want_dweight || p.want_dbias;
   auto run = [&](auto centered, auto weight, auto accum) {
     BackwardColumnsT<T, TW, decltype(centered)::value, decltype(weight)::value, decltype(accum)::value>(
-        p, x, dy, dx, c0, c1, st, grad, acc);
+        p, x, dy, dx, c0, c1, st, grad, acc, next_x, next_dy);
   };
   using True = std::true_type;
   using False = std::false_type;
@@ -197,8 +203,11 @@ void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, Gr
     const RowStatistics st = BackwardStatisticsT<T>(p, row);
     const RowGradient grad = st.fast ? RowGradientOf<T, TW>(p, row, st) : RowGradient{0, 0, 0, false};
     if (grad.fast) {
+      const bool more = row + 1 < row_end;
       BackwardColumnsFor<T, TW>(p, row_pointer<T>(p.x, row, p.x_stride), row_pointer<T>(p.dy, row, p.dy_stride),
-                                row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc);
+                                row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc,
+                                more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr,
+                                more ? row_pointer<T>(p.dy, row + 1, p.dy_stride) : nullptr);
     } else {
       slow_backward_row(p, row, 0, n, acc);
     }

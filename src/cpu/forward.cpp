@@ -46,10 +46,20 @@ HWY_INLINE V Normalize(D d, V v, V mean, V inv_r, const TW* HWY_RESTRICT g, cons
   return v;
 }
 
+// Stores v at p (kStream: non-temporal, p vector-aligned and T the arithmetic type).
+template <bool kStream, class D, typename T>
+HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
+  if constexpr (kStream && std::is_same_v<T, hn::TFromD<D>>) {
+    hn::Stream(v, d, p);
+  } else {
+    StoreAs(d, v, p);
+  }
+}
+
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kStream = false>
 void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
-               int64_t column, int64_t count, double mean_value, double inv_r_value) {
+               int64_t column, int64_t count, double mean_value, double inv_r_value, const T* prefetch = nullptr) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -57,14 +67,16 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
+    if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));
     const auto v0 = Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0);
     const auto v1 =
         Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i + N), mean, inv_r, g, b, column + i + N, 0);
-    StoreAs(d, v0, y + i);
-    StoreAs(d, v1, y + i + N);
+    StoreOut<kStream>(d, v0, y + i);
+    StoreOut<kStream>(d, v1, y + i + N);
   }
   for (; i + N <= count; i += N) {
-    StoreAs(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0), y + i);
+    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0),
+                      y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
@@ -74,41 +86,55 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   }
 }
 
-// Writes y[column_begin, column_end) of one row; with streaming, through an L1
-// tile and non-temporal stores.
+// Writes y[column_begin, column_end) of one row, tile by tile; with streaming,
+// each tile goes through L1 and out with non-temporal stores. The same columns
+// of the next row's inputs (`next`, `next_residual`, may be null) are
+// prefetched tile by tile.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias>
 void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
-                  int64_t column_end, const RowStatistics& st) {
+                  int64_t column_end, const RowStatistics& st, const T* next, const T* next_residual) {
   const auto* g = static_cast<const TW*>(p.weight);
   const auto* b = static_cast<const TW*>(p.bias);
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
-  if (!p.stream_output) {
-    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin,
-                                                column_end - column_begin, st.mean, st.inv_r);
-    return;
-  }
+  // float/double output at a vector-aligned address streams straight from
+  // registers; otherwise through the tile.
+  const size_t vector_bytes = hn::Lanes(hn::ScalableTag<Arith<T>>()) * sizeof(Arith<T>);
+  const bool direct = std::is_same_v<T, Arith<T>> && reinterpret_cast<uintptr_t>(y + column_begin) % vector_bytes == 0;
   alignas(64) T tile[kTile];
   for (int64_t c = column_begin; c < column_end; c += kTile) {
     const int64_t count = std::min(kTile, column_end - c);
+    const size_t bytes = static_cast<size_t>(count) * sizeof(T);
+    if (next_residual) PrefetchBytes(next_residual + c, bytes);
+    if (p.stream_output && direct) {
+      ApplySpan<T, TW, kCentered, kWeight, kBias, true>(src + c, y + c, g, b, c, count, st.mean, st.inv_r,
+                                                        next ? next + c : nullptr);
+      continue;
+    }
+    if (next) PrefetchBytes(next + c, bytes);
+    if (!p.stream_output) {
+      ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, y + c, g, b, c, count, st.mean, st.inv_r);
+      continue;
+    }
     ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, tile, g, b, c, count, st.mean, st.inv_r);
-    StreamBytes(y + c, tile, static_cast<size_t>(count) * sizeof(T));
+    StreamBytes(y + c, tile, bytes);
   }
 }
 
 // Picks the instantiation for the plan's flags.
 template <typename T, typename TW>
-void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st) {
+void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st,
+                     const T* next = nullptr, const T* next_residual = nullptr) {
   const bool w = p.weight != nullptr, b = p.bias != nullptr;
   if (p.norm.centered) {
-    if (w && b) return ApplyColumns<T, TW, true, true, true>(p, src, y, c0, c1, st);
-    if (w) return ApplyColumns<T, TW, true, true, false>(p, src, y, c0, c1, st);
-    if (b) return ApplyColumns<T, TW, true, false, true>(p, src, y, c0, c1, st);
-    return ApplyColumns<T, TW, true, false, false>(p, src, y, c0, c1, st);
+    if (w && b) return ApplyColumns<T, TW, true, true, true>(p, src, y, c0, c1, st, next, next_residual);
+    if (w) return ApplyColumns<T, TW, true, true, false>(p, src, y, c0, c1, st, next, next_residual);
+    if (b) return ApplyColumns<T, TW, true, false, true>(p, src, y, c0, c1, st, next, next_residual);
+    return ApplyColumns<T, TW, true, false, false>(p, src, y, c0, c1, st, next, next_residual);
   }
-  if (w && b) return ApplyColumns<T, TW, false, true, true>(p, src, y, c0, c1, st);
-  if (w) return ApplyColumns<T, TW, false, true, false>(p, src, y, c0, c1, st);
-  if (b) return ApplyColumns<T, TW, false, false, true>(p, src, y, c0, c1, st);
-  return ApplyColumns<T, TW, false, false, false>(p, src, y, c0, c1, st);
+  if (w && b) return ApplyColumns<T, TW, false, true, true>(p, src, y, c0, c1, st, next, next_residual);
+  if (w) return ApplyColumns<T, TW, false, true, false>(p, src, y, c0, c1, st, next, next_residual);
+  if (b) return ApplyColumns<T, TW, false, false, true>(p, src, y, c0, c1, st, next, next_residual);
+  return ApplyColumns<T, TW, false, false, false>(p, src, y, c0, c1, st, next, next_residual);
 }
 
 template <typename T>
@@ -134,7 +160,10 @@ void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
       continue;
     }
     SaveStatistics<T>(p, row, st);
-    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st);
+    const bool more = row + 1 < row_end;
+    const T* next = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
+    const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
+    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st, next, next_residual);
   }
   if (p.stream_output) hwy::FlushStream();
 }

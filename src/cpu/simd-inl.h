@@ -204,6 +204,16 @@ HWY_INLINE void StreamBytes(void* HWY_RESTRICT dst_void, const void* HWY_RESTRIC
   std::memcpy(dst + i, src + i, bytes - i);
 }
 
+// Asks for [p, p + bytes) to be brought into cache, one request per line. The
+// kernels call it for the next row while they write the current one, so the
+// next row's reads overlap this row's writes; without it a single thread
+// alternates between reading and writing and reaches ~70% of copy bandwidth.
+HWY_INLINE void PrefetchBytes(const void* p, size_t bytes) {
+  if (p == nullptr) return;
+  const auto* bytes_ptr = static_cast<const char*>(p);
+  for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(bytes_ptr + i, 0, 2);
+}
+
 // Elements per tile when streaming: the tile stays in L1 between the kernel's
 // store and the non-temporal copy.
 inline constexpr int64_t kStreamTileBytes = 8192;
