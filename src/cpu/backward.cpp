@@ -30,12 +30,13 @@ void BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const 
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto mean = hn::Set(d, static_cast<A>(mean_value));
+  const SplitShift<A> split(mean_value);
+  const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
   auto gy0 = hn::Zero(d), gy1 = hn::Zero(d), dot0 = hn::Zero(d), dot1 = hn::Zero(d);
   auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto xv, auto dyv, int64_t i, size_t tail) {
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
     if constexpr (kCentered) {
-      xv = hn::Sub(xv, mean);
+      xv = Center(xv, mean, mean_lo);
       gy_acc = hn::Add(gy_acc, gy);
     }
     dot_acc = hn::MulAdd(gy, xv, dot_acc);
@@ -75,7 +76,8 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto mean = hn::Set(d, static_cast<A>(st.mean));
+  const SplitShift<A> split(st.mean);
+  const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
   const auto inv_r = hn::Set(d, static_cast<A>(st.inv_r));
   const auto a = hn::Set(d, static_cast<A>(grad.a));
   const auto coef = hn::Set(d, static_cast<A>(coef_value));
@@ -83,7 +85,7 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
   auto one = [&](int64_t i, size_t tail) {
     const auto dyv = tail ? LoadTail(d, dy + i, tail) : LoadAs(d, dy + i);
     auto xv = tail ? LoadTail(d, x + i, tail) : LoadAs(d, x + i);
-    if constexpr (kCentered) xv = hn::Sub(xv, mean);
+    if constexpr (kCentered) xv = Center(xv, mean, mean_lo);
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
     const auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
     if (tail) {
@@ -178,7 +180,7 @@ RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
     if (norm.eps_outside) st.s = std::max(0.0, 1.0 / st.inv_r - norm.eps);
     if (!cancels || !st.fast) return st;
   }
-  return RowStatisticsOf(norm, row_pointer<T>(p.x, row, p.x_stride));
+  return with_saved_mean(RowStatisticsOf(norm, row_pointer<T>(p.x, row, p.x_stride)), kDouble);
 }
 
 template <typename T, typename TW>

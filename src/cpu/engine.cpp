@@ -79,7 +79,7 @@ std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads
   std::vector<double> means(static_cast<size_t>(rows));
   if (plan.norm.centered) {
     for (int64_t row = 0; row < rows; ++row) {
-      means[row] = rounded_mean(ordered_sum(&sums[row * nb], nb), plan.norm.n, dbl);
+      means[row] = row_mean(ordered_sum(&sums[row * nb], nb), plan.norm.n);
     }
     parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
       if (std::isfinite(means[row])) {
@@ -232,6 +232,7 @@ void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, 
       statistics_plan.x = plan.x;
       statistics_plan.x_stride = plan.x_stride;
       stats = split_statistics(statistics_plan, threads);
+      for (RowStatistics& st : stats) st = with_saved_mean(st, dbl);
     }
     std::vector<double> sum_gy(static_cast<size_t>(rows * nb)), dot(sum_gy.size());
     parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {

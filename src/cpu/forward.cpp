@@ -32,9 +32,9 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
 // y = (x - mean) * inv_r * g[i] + b[i], as the flags say. g and b are indexed
 // only when present (offsetting a null pointer is undefined behaviour).
 template <bool kCentered, bool kWeight, bool kBias, class D, class V, typename TW>
-HWY_INLINE V Normalize(D d, V v, V mean, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
+HWY_INLINE V Normalize(D d, V v, V mean, V mean_lo, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
                        size_t tail) {
-  if constexpr (kCentered) v = hn::Sub(v, mean);
+  if constexpr (kCentered) v = Center(v, mean, mean_lo);
   v = hn::Mul(v, inv_r);
   if constexpr (kWeight) {
     const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
@@ -63,24 +63,25 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto mean = hn::Set(d, static_cast<A>(mean_value));
+  const SplitShift<A> split(mean_value);
+  const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
   const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
     if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));
-    const auto v0 = Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0);
+    const auto v0 = Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
     const auto v1 =
-        Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i + N), mean, inv_r, g, b, column + i + N, 0);
+        Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
     StoreOut<kStream>(d, v0, y + i);
     StoreOut<kStream>(d, v1, y + i + N);
   }
   for (; i + N <= count; i += N) {
-    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, inv_r, g, b, column + i, 0),
+    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
                       y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto v = Normalize<kCentered, kWeight, kBias>(d, LoadTail(d, x + i, remaining), mean, inv_r, g, b,
+    const auto v = Normalize<kCentered, kWeight, kBias>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
                                                         column + i, remaining);
     StoreTail(d, v, y + i, remaining);
   }
@@ -185,7 +186,7 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
     if (residual && pass == 0) AddResidual(src + c0, residual + c0, c1 - c0);
     const T* block_source = residual ? residual : src;
     if (norm.centered) {
-      sums[b] = pass == 0 ? BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, 0.0)
+      sums[b] = pass == 0 ? BlockSumOfValues(block_source + c0, c1 - c0)
                           : BlockSum<SumOf::kSquaredDeviations>(block_source + c0, c1 - c0, mean);
       zero_products[b] = 0.0;
       continue;

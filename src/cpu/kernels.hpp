@@ -28,11 +28,16 @@ inline FastRange fast_range(bool double_arithmetic) {
   return {std::ldexp(1.0, 50), std::ldexp(1.0, -100), std::ldexp(1.0, -30), std::ldexp(1.0, 100)};
 }
 
-// The LayerNorm shift: the mean rounded once to the arithmetic type, then used
-// for the deviations, the output and the saved statistic alike.
-inline double rounded_mean(double sum, int64_t n, bool double_arithmetic) {
-  const double mean = sum / static_cast<double>(n);
-  return double_arithmetic ? mean : static_cast<double>(static_cast<float>(mean));
+// The LayerNorm shift, kept in double: the kernels subtract it as hi + lo
+// (SplitShift), so x - mean is not limited by the mean's float rounding. The
+// saved statistic is rounded to the statistics dtype when it is stored.
+inline double row_mean(double sum, int64_t n) { return sum / static_cast<double>(n); }
+
+// Backward uses the mean as forward saves it (in the statistics dtype), also
+// when it recomputes it, so that both give bitwise the same gradients.
+inline RowStatistics with_saved_mean(RowStatistics st, bool double_arithmetic) {
+  if (!double_arithmetic) st.mean = static_cast<double>(static_cast<float>(st.mean));
+  return st;
 }
 
 // From a row's sum of squares over its first k elements (RMSNorm) or its sum of

@@ -129,19 +129,37 @@ HWY_INLINE void StoreTail(D d, hn::VFromD<D> v, T* HWY_RESTRICT p, size_t count)
   std::memcpy(p, buffer, count * sizeof(T));
 }
 
+// ---------------------------------------------------------------- centering
+
+// A double shift m as hi + lo in the arithmetic type A (lo = 0 for double).
+// x - m is formed as (x - hi) - lo: rounding m to float alone would move every
+// centered value by up to |m| * 2^-24, which is large against the row's spread
+// when |mean| >> spread (LayerNorm of rows like 1000 + noise).
+template <typename A>
+struct SplitShift {
+  A hi, lo;
+  explicit SplitShift(double m)
+      : hi(static_cast<A>(m)), lo(static_cast<A>(m - static_cast<double>(static_cast<A>(m)))) {}
+};
+
+template <class V>
+HWY_INLINE V Center(V v, V hi, V lo) {
+  return hn::Sub(hn::Sub(v, hi), lo);
+}
+
 // ---------------------------------------------------------------- block sums
 
 enum class SumOf { kSquares, kValues, kSquaredDeviations, kZeroProducts };
 
 // One term of a sum, added to acc.
 template <SumOf kWhat, class D, class V>
-HWY_INLINE V AddTerm(D d, V acc, V v, V shift) {
+HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
   if constexpr (kWhat == SumOf::kSquares) {
     return hn::MulAdd(v, v, acc);
   } else if constexpr (kWhat == SumOf::kValues) {
-    return hn::Add(acc, v);
+    return hn::Add(acc, Center(v, shift, shift_lo));
   } else if constexpr (kWhat == SumOf::kSquaredDeviations) {
-    const V centered = hn::Sub(v, shift);
+    const V centered = Center(v, shift, shift_lo);
     return hn::MulAdd(centered, centered, acc);
   } else {
     // x * 0 is 0 for every finite x and NaN for NaN or infinity: a cheap test
@@ -157,23 +175,36 @@ HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto shift = hn::Set(d, static_cast<A>(shift_value));
+  const SplitShift<A> split(shift_value);
+  const auto shift = hn::Set(d, split.hi), shift_lo = hn::Set(d, split.lo);
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   int64_t i = 0;
   for (; i + 4 * N <= count; i += 4 * N) {
-    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
-    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift);
-    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift);
-    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift);
+    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift, shift_lo);
+    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift, shift_lo);
+    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift, shift_lo);
+    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift, shift_lo);
   }
-  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
+  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift, shift_lo);
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift);
+    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift, shift_lo);
     s1 = hn::Add(s1, hn::IfThenElseZero(hn::FirstN(d, remaining), term));
   }
   const auto total = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
   return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, total)));
+}
+
+// The sum of a block's values, formed relative to the block's first element:
+// count * x0 + sum(x - x0). The float sum then only carries rounding errors the
+// size of the row's spread, not of its mean, so LayerNorm's mean stays accurate
+// when |mean| >> spread. Each block uses its own x0, so a thread that owns a
+// block needs nothing from any other block.
+template <typename T>
+HWY_INLINE double BlockSumOfValues(const T* HWY_RESTRICT x, int64_t count) {
+  const hn::ScalableTag<Arith<T>> d;
+  const double first = static_cast<double>(hn::GetLane(LoadTail(d, x, 1)));
+  return static_cast<double>(count) * first + BlockSum<SumOf::kValues>(x, count, first);
 }
 
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
@@ -182,7 +213,12 @@ template <SumOf kWhat, typename T>
 HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift) {
   double total = 0.0;
   for (int64_t b = begin; b < end; b += kBlockElements) {
-    total += BlockSum<kWhat>(row + b, std::min(end, b + kBlockElements) - b, shift);
+    const int64_t count = std::min(end, b + kBlockElements) - b;
+    if constexpr (kWhat == SumOf::kValues) {
+      total += BlockSumOfValues(row + b, count);
+    } else {
+      total += BlockSum<kWhat>(row + b, count, shift);
+    }
   }
   return total;
 }

@@ -21,7 +21,7 @@ RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
   constexpr bool kDouble = std::is_same_v<T, double>;
   if (p.centered) {
     const double sum = RowSum<SumOf::kValues>(src, 0, p.n, 0.0);
-    const double mean = rounded_mean(sum, p.n, kDouble);
+    const double mean = row_mean(sum, p.n);
     const double squares = std::isfinite(mean) ? RowSum<SumOf::kSquaredDeviations>(src, 0, p.n, mean) : mean;
     return finalize_statistics(p, mean, squares, true, kDouble);
   }
