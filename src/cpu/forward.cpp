@@ -29,13 +29,18 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
   }
 }
 
-// y = (x - mean) * inv_r * g[i] + b[i], as the flags say. g and b are indexed
-// only when present (offsetting a null pointer is undefined behaviour).
+// y = (x - mean) * inv_r * g[i] + b[i], as the flags say. (x - mean) * inv_r
+// is formed as (x - hi) * inv_r - lo * inv_r, one FMA (lo_inv_r = lo * inv_r).
+// g and b are indexed only when present (offsetting a null pointer is
+// undefined behaviour).
 template <bool kCentered, bool kWeight, bool kBias, class D, class V, typename TW>
-HWY_INLINE V Normalize(D d, V v, V mean, V mean_lo, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
+HWY_INLINE V Normalize(D d, V v, V mean, V lo_inv_r, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
                        size_t tail) {
-  if constexpr (kCentered) v = Center(v, mean, mean_lo);
-  v = hn::Mul(v, inv_r);
+  if constexpr (kCentered) {
+    v = hn::MulSub(hn::Sub(v, mean), inv_r, lo_inv_r);
+  } else {
+    v = hn::Mul(v, inv_r);
+  }
   if constexpr (kWeight) {
     const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
     if constexpr (kBias) return hn::MulAdd(v, gv, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
@@ -64,8 +69,10 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const SplitShift<A> split(mean_value);
-  const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
+  const auto mean = hn::Set(d, split.hi);
   const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
+  const double lo_inv_r = static_cast<double>(split.lo) * static_cast<double>(static_cast<A>(inv_r_value));
+  const auto mean_lo = hn::Set(d, static_cast<A>(lo_inv_r));
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
     if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));

@@ -157,7 +157,7 @@ HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
   if constexpr (kWhat == SumOf::kSquares) {
     return hn::MulAdd(v, v, acc);
   } else if constexpr (kWhat == SumOf::kValues) {
-    return hn::Add(acc, Center(v, shift, shift_lo));
+    return hn::Add(acc, hn::Sub(v, shift));  // the shift is an element: lo = 0
   } else if constexpr (kWhat == SumOf::kSquaredDeviations) {
     const V centered = Center(v, shift, shift_lo);
     return hn::MulAdd(centered, centered, acc);
