@@ -1,0 +1,149 @@
+// `rmsnorm`: the command line. `info` describes the machine and the engine;
+// `bench` compares our kernels with LibTorch, oneDNN and the copy ceiling.
+// Everything here is argument handling; the work is in tools/bench/.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "tools/bench/harness.hpp"
+#include "tools/bench/report.hpp"
+
+namespace {
+
+using rmsnorm::bench::Direction;
+
+Direction parse_direction(const std::string& s) {
+  if (s == "forward" || s == "fwd") return Direction::kForward;
+  if (s == "forward+backward" || s == "fwdbwd" || s == "backward") return Direction::kForwardBackward;
+  throw CLI::ValidationError("--direction", "expected forward (fwd) or fwdbwd (forward+backward), got \"" + s + "\"");
+}
+
+std::string plot_script() {
+  if (const char* env = std::getenv("RMSNORM_PLOT_SCRIPT")) return env;
+  return RMSNORM_PLOT_SCRIPT;
+}
+
+int run_info(bool as_json) {
+  const auto machine = rmsnorm::bench::describe_machine();
+  if (as_json) {
+    std::cout << rmsnorm::bench::to_json(machine).dump(2) << "\n";
+    return 0;
+  }
+  fmt::print("rmsnorm {}\n", machine.library_version);
+  fmt::print("CPU            {} ({} logical CPUs, {:.1f} GiB)\n", machine.cpu_model, machine.logical_cpus,
+             machine.memory_gib);
+  fmt::print("SIMD target    {} (available: {})\n", machine.simd_target, fmt::join(machine.simd_targets, ", "));
+  fmt::print("threads        {} (OpenMP default; set OMP_NUM_THREADS or NormOptions::num_threads)\n",
+             machine.max_threads);
+  fmt::print("compiler       {}\n", machine.compiler);
+  fmt::print("LibTorch       {}\n", machine.torch_version.empty() ? "not built in" : machine.torch_version);
+  fmt::print("oneDNN         {}\n", machine.onednn_version.empty() ? "not built in" : machine.onednn_version);
+  return 0;
+}
+
+int run_bench(rmsnorm::bench::Settings settings, const std::vector<std::string>& shapes, bool no_default_shapes,
+              const std::vector<std::string>& dtypes, const std::vector<std::string>& directions,
+              const std::string& json_path, const std::string& plot_path) {
+  if (!no_default_shapes) settings.shapes = rmsnorm::bench::default_shapes();
+  for (const std::string& s : shapes) settings.shapes.push_back(rmsnorm::bench::parse_shape(s));
+  if (settings.shapes.empty()) throw CLI::ValidationError("--shape", "no shapes to run (--no-default-shapes without --shape)");
+  settings.dtypes.clear();
+  for (const std::string& d : dtypes) settings.dtypes.push_back(rmsnorm::parse_dtype(d));
+  settings.directions.clear();
+  for (const std::string& d : directions) settings.directions.push_back(parse_direction(d));
+  if (settings.threads.empty()) {
+    settings.threads.push_back(1);
+    if (omp_get_max_threads() > 1) settings.threads.push_back(omp_get_max_threads());
+  }
+  for (int t : settings.threads)
+    if (t < 1) throw CLI::ValidationError("--threads", "expected positive thread counts, got " + std::to_string(t));
+
+  const auto machine = rmsnorm::bench::describe_machine();
+  fmt::print("rmsnorm bench: {} on {}, SIMD {}, {} repetitions (median), interleaved\n", machine.library_version,
+             machine.cpu_model, machine.simd_target, settings.repetitions);
+  const auto groups = rmsnorm::bench::run(settings, [](const std::string& line) {
+    std::fprintf(stderr, "... %s\n", line.c_str());
+  });
+  for (const auto& g : groups) rmsnorm::bench::print_table(std::cout, g);
+  std::cout.flush();
+
+  const nlohmann::json doc = rmsnorm::bench::to_json(settings, machine, groups);
+  std::string json_file = json_path;
+  if (json_file.empty() && !plot_path.empty()) json_file = plot_path + ".json";
+  if (!json_file.empty()) {
+    std::ofstream out(json_file);
+    out << doc.dump(2) << "\n";
+    if (!out) throw std::runtime_error("--json: cannot write " + json_file);
+    fmt::print("\nJSON written to {}\n", json_file);
+  }
+  if (!plot_path.empty()) {
+    const std::string command =
+        fmt::format("'{}' '{}' '{}' '{}'", RMSNORM_PYTHON, plot_script(), json_file, plot_path);
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("--plot: the plotting script failed: " + command);
+    fmt::print("plot written to {}\n", plot_path);
+  }
+  if (!rmsnorm::bench::all_checks_passed(groups)) {
+    std::fprintf(stderr,
+                 "\nrmsnorm bench: CORRECTNESS CHECK FAILED: at least one implementation disagrees with the "
+                 "reference beyond tolerance (see 'FAILED' above). Its timings are not meaningful.\n");
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rmsnorm: RMSNorm, pRMSNorm and LayerNorm kernels; machine info and benchmarks"};
+  app.require_subcommand(1);
+
+  auto* info = app.add_subcommand("info", "CPU, SIMD target chosen, threads, library and baseline versions");
+  bool info_json = false;
+  info->add_flag("--json", info_json, "print as JSON");
+
+  auto* bench = app.add_subcommand("bench", "time our kernels against LibTorch, oneDNN and the copy ceiling");
+  rmsnorm::bench::Settings settings;
+  std::vector<std::string> shapes, dtypes{"f32"}, directions{"forward", "fwdbwd"};
+  bool no_default_shapes = false;
+  std::string json_path, plot_path;
+  bench->add_option("--shape", shapes, "extra shape RxN, e.g. 8x1024 (repeatable)");
+  bench->add_flag("--no-default-shapes", no_default_shapes,
+                  "run only the --shape shapes (defaults: 1x4096 32x4096 2048x768 4096x4096 16384x8192)");
+  bench->add_option("--dtype", dtypes, "data types: f32, bf16, f16, f64 (comma-separated)")->delimiter(',');
+  bench->add_option("--threads", settings.threads, "thread counts (comma-separated; default 1 and all)")
+      ->delimiter(',');
+  bench->add_option("--direction", directions, "forward, fwdbwd (comma-separated)")->delimiter(',');
+  bench->add_option("--reps", settings.repetitions, "timed repetitions; the median is reported")
+      ->check(CLI::Range(1, 1000));
+  bench->add_option("--warmup", settings.warmup, "untimed calls before timing")->check(CLI::Range(0, 1000));
+  bench->add_option("--min-sample-ms", settings.min_sample_seconds, "repeat short calls so a sample lasts this long")
+      ->transform([](std::string s) { return std::to_string(std::stod(s) / 1e3); })
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--only", settings.only, "keep implementations whose key starts with one of these (ours, "
+                                             "libtorch, onednn, ours.rmsnorm, ...)")
+      ->delimiter(',');
+  bench->add_option("--json", json_path, "write every figure and the machine description to this file");
+  bench->add_option("--plot", plot_path, "draw GB/s against shape per implementation to this PNG (matplotlib)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) return run_info(info_json);
+    return run_bench(settings, shapes, no_default_shapes, dtypes, directions, json_path, plot_path);
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rmsnorm: %s\n", e.what());
+    return 1;
+  }
+}
