@@ -30,6 +30,7 @@ class Copy : public Implementation {
   std::string name() const override { return large_ ? "copy 256 MiB (ceiling)" : "copy same bytes (ceiling)"; }
   std::string family() const override { return "ceiling"; }
   bool is_ceiling() const override { return true; }
+  bool interleaved() const override { return !large_; }
   std::string unsupported(const Problem&) const override { return ""; }
   void prepare(Workspace& ws) override {
     ws_ = &ws;

@@ -64,7 +64,13 @@ Group run_group(const Problem& problem, const Settings& settings, Implementation
   }
   std::vector<std::vector<double>> samples(active.size());
   for (int rep = 0; rep < settings.repetitions; ++rep) {
-    for (size_t i = 0; i < active.size(); ++i) samples[i].push_back(seconds_of(*active[i], calls[i]) / calls[i]);
+    for (size_t i = 0; i < active.size(); ++i) {
+      if (active[i]->interleaved()) samples[i].push_back(seconds_of(*active[i], calls[i]) / calls[i]);
+    }
+  }
+  for (size_t i = 0; i < active.size(); ++i) {
+    if (active[i]->interleaved()) continue;
+    for (int rep = 0; rep < settings.repetitions; ++rep) samples[i].push_back(seconds_of(*active[i], calls[i]) / calls[i]);
   }
   size_t a = 0;
   for (Result& r : group.results) {

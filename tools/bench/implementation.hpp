@@ -34,6 +34,9 @@ class Implementation {
   virtual std::string name() const = 0;    // for the table
   virtual std::string family() const = 0;  // "ours", "libtorch", "onednn", "ceiling"
   virtual bool is_ceiling() const { return false; }
+  // False: timed in its own loop after the interleaved ones (the large copy,
+  // which would otherwise evict the cache-resident shapes of whatever follows it).
+  virtual bool interleaved() const { return true; }
   virtual Math math() const { return {}; }
   // "" when this implementation can run the problem, else why not.
   virtual std::string unsupported(const Problem& problem) const = 0;

@@ -126,7 +126,9 @@ nlohmann::json to_json(const Settings& s, const Machine& machine, const std::vec
   settings["repetitions"] = s.repetitions;
   settings["warmup"] = s.warmup;
   settings["min_sample_seconds"] = s.min_sample_seconds;
-  settings["timing"] = "implementations interleaved within each repetition; median of repetitions after warm-up";
+  settings["timing"] =
+      "implementations interleaved within each repetition (the 256 MiB copy timed after them, so that it does not "
+      "evict the others' data); median of repetitions after warm-up";
   doc["settings"] = settings;
   doc["groups"] = nlohmann::json::array();
   for (const Group& g : groups) {

@@ -2,6 +2,7 @@
 // sample of rows (all rows up to 2^22 elements; then 64 spread over the
 // matrix), norm-wise. A fast and wrong kernel fails here, before any timing.
 #include <cmath>
+#include <cstdlib>
 
 #include "rmsnorm/reference.hpp"
 #include "tools/bench/harness.hpp"
@@ -83,7 +84,12 @@ Verification verify(const Implementation& impl, Workspace& ws) {
   const std::vector<int64_t> rows = rows_to_check(p.shape.rows, n);
   const bool all_rows = static_cast<int64_t>(rows.size()) == p.shape.rows;
   const Math math = impl.math();
-  const Outputs got = impl.outputs(rows, all_rows);
+  Outputs got = impl.outputs(rows, all_rows);
+  // Self-test of this check (used by the test suite): RMSNORM_BENCH_CORRUPT=<key>
+  // perturbs one output of that implementation, which must then fail.
+  if (const char* corrupt = std::getenv("RMSNORM_BENCH_CORRUPT"); corrupt && impl.key() == corrupt && !got.y.empty()) {
+    got.y[0] += 1.0 + std::fabs(got.y[0]);
+  }
   v.checked = true;
   v.rows_checked = static_cast<int64_t>(rows.size());
   const bool strict = impl.family() == "ours";
