@@ -1,0 +1,125 @@
+"""nn.Module forms. RMSNorm's constructor and state_dict match torch.nn.RMSNorm
+(PyTorch 2.4+) for the common arguments; LayerNorm's match torch.nn.LayerNorm."""
+import numbers
+from typing import List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from . import functional as F
+
+_Shape = Union[int, Sequence[int], torch.Size]
+
+
+def _as_tuple(normalized_shape: _Shape):
+    if isinstance(normalized_shape, numbers.Integral):
+        return (int(normalized_shape),)
+    return tuple(int(d) for d in normalized_shape)
+
+
+class RMSNorm(nn.Module):
+    """y = x / RMS(x) * weight (+ bias), RMS over the trailing normalized_shape dims.
+
+    p < 1 estimates the RMS from the first ceil(n * p) elements (pRMSNorm).
+    eps=None uses torch.finfo(x.dtype).eps at run time, as torch.nn.RMSNorm does.
+    """
+
+    __constants__ = ["normalized_shape", "eps", "elementwise_affine", "p", "eps_placement"]
+
+    def __init__(
+        self,
+        normalized_shape: _Shape,
+        eps: Optional[float] = None,
+        elementwise_affine: bool = True,
+        p: float = 1.0,
+        eps_placement: str = "inside",
+        bias: bool = False,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"RMSNorm: p must be in (0, 1], got {p}")
+        if eps_placement not in ("inside", "outside"):
+            raise ValueError(f'RMSNorm: eps_placement must be "inside" or "outside", got {eps_placement!r}')
+        if eps is not None and not eps >= 0:
+            raise ValueError(f"RMSNorm: eps must be >= 0 or None, got {eps}")
+        factory = {"device": device, "dtype": dtype}
+        self.normalized_shape = _as_tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self.p = p
+        self.eps_placement = eps_placement
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
+            if bias:
+                self.bias = nn.Parameter(torch.empty(self.normalized_shape, **factory))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, self.p, self.eps_placement)
+
+    def extra_repr(self) -> str:
+        text = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        if self.p != 1.0:
+            text += f", p={self.p}"
+        if self.eps_placement != "inside":
+            text += f", eps_placement={self.eps_placement!r}"
+        return text
+
+
+class LayerNorm(nn.Module):
+    """torch.nn.LayerNorm's interface, computed by the rmsnorm engine."""
+
+    __constants__ = ["normalized_shape", "eps", "elementwise_affine"]
+
+    def __init__(
+        self,
+        normalized_shape: _Shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.normalized_shape = _as_tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
+            if bias:
+                self.bias = nn.Parameter(torch.empty(self.normalized_shape, **factory))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+__all__: List[str] = ["RMSNorm", "LayerNorm"]
