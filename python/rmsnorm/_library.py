@@ -12,7 +12,11 @@ def _candidates():
     if env:
         yield Path(env)
     here = Path(__file__).resolve().parent
-    yield here / _LIBRARY_NAME  # installed next to the package
+    yield here / _LIBRARY_NAME  # next to the package
+    # cmake --install: <prefix>/lib/python3/dist-packages/rmsnorm, library in <prefix>/lib or lib/<multiarch>
+    lib = here.parents[2]
+    yield lib / _LIBRARY_NAME
+    yield from sorted(lib.glob("*/" + _LIBRARY_NAME))
     for build in ("build", "build-test"):  # a source checkout: python/rmsnorm -> <root>/<build>/torch
         yield here.parent.parent / build / "torch" / _LIBRARY_NAME
 

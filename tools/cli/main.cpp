@@ -14,6 +14,9 @@
 
 #include "tools/bench/harness.hpp"
 #include "tools/bench/report.hpp"
+#ifdef RMSNORM_CLI_HAS_REPRODUCE
+#include "tools/reproduce/run.hpp"
+#endif
 
 namespace {
 
@@ -132,6 +135,27 @@ int main(int argc, char** argv) {
   bench->add_option("--json", json_path, "write every figure and the machine description to this file");
   bench->add_option("--plot", plot_path, "draw GB/s against shape per implementation to this PNG (matplotlib)");
 
+#ifdef RMSNORM_CLI_HAS_REPRODUCE
+  auto* reproduce = app.add_subcommand(
+      "reproduce", "train none / LayerNorm / RMSNorm / pRMSNorm on a GRU LM, a Transformer LM and a Fashion-MNIST "
+                   "classifier (the paper's comparison) and write a report");
+  rmsnorm::reproduce::Options reproduce_options;
+  bool quick = false, full = false;
+  auto* quick_flag = reproduce->add_flag("--quick", quick, "a tiny run (under a minute), as the tests use");
+  reproduce->add_flag("--full", full, "a longer run, for the docs")->excludes(quick_flag);
+  reproduce->add_option("--out", reproduce_options.out_dir, "directory for REPORT.md, reproduce.json and the plots")
+      ->capture_default_str();
+  reproduce->add_option("--seeds", reproduce_options.seeds, "seeds per variant (default: the scale's, >= 3 but quick)")
+      ->check(CLI::Range(1, 100));
+  reproduce->add_option("--task", reproduce_options.tasks, "gru_lm, transformer_lm, fashion_mlp (comma-separated)")
+      ->delimiter(',');
+  reproduce->add_option("--fortunes-dir", reproduce_options.fortunes_dir, "text corpus (Debian package fortunes)")
+      ->capture_default_str();
+  reproduce->add_option("--fashion-mnist-dir", reproduce_options.fashion_dir,
+                        "images (Debian package dataset-fashion-mnist)")
+      ->capture_default_str();
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -139,6 +163,17 @@ int main(int argc, char** argv) {
   }
   try {
     if (*info) return run_info(info_json);
+#ifdef RMSNORM_CLI_HAS_REPRODUCE
+    if (*reproduce) {
+      reproduce_options.scale = quick ? "quick" : full ? "full" : "default";
+      reproduce_options.python = RMSNORM_PYTHON;
+      reproduce_options.plot_script = RMSNORM_REPRODUCE_PLOT_SCRIPT;
+      std::string command = "rmsnorm";
+      for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+      reproduce_options.command = command;
+      return rmsnorm::reproduce::run(reproduce_options, rmsnorm::bench::to_json(rmsnorm::bench::describe_machine()));
+    }
+#endif
     return run_bench(settings, shapes, no_default_shapes, dtypes, directions, json_path, plot_path);
   } catch (const CLI::Error& e) {
     return app.exit(e);
