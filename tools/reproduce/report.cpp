@@ -137,7 +137,7 @@ std::string markdown_report(const Scale& scale, const nlohmann::json& machine, c
     for (const Summary& s : summaries) {
       if (s.task != task) continue;
       const bool accuracy = task == Task::kImageClassifier;
-      md += fmt::format("| {} | {:.2f} | {:.1f} | {} | {} | {} | {:.4f} ± {:.4f} |\n", variant_name(s.variant),
+      md += fmt::format("| {} | {:.2f} | {:.2f} | {} | {} | {} | {:.4f} ± {:.4f} |\n", variant_name(s.variant),
                         s.median_step_ms, s.total_seconds_mean,
                         s.variant == Variant::kNone ? "-" : fmt::format("{:.1f}%", 100 * s.norm_share),
                         s.variant == Variant::kLayerNorm ? "-" : fmt::format("{:+.1f}%", 100 * s.saving_vs_layernorm),
