@@ -4,7 +4,8 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config libhwy-dev libomp-dev libgtest-dev libbenchmark-dev
           libcli11-dev libfmt-dev nlohmann-json3-dev
           libtorch-dev libdnnl-dev python3-matplotlib python3-torch python3-pytest
-          zlib1g-dev fortunes dataset-fashion-mnist)
+          zlib1g-dev fortunes dataset-fashion-mnist
+          libopenblas0-openmp)  # LibTorch's BLAS: without it Debian falls back to the slow reference BLAS
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -17,6 +17,20 @@ def _as_tuple(normalized_shape: _Shape):
     return tuple(int(d) for d in normalized_shape)
 
 
+def _register_affine(module: nn.Module, elementwise_affine: bool, bias: bool, factory) -> None:
+    """Registers `weight` (and `bias` when asked) of module.normalized_shape, as torch.nn's norms do."""
+    shape = module.normalized_shape
+    module.register_parameter("weight", nn.Parameter(torch.empty(shape, **factory)) if elementwise_affine else None)
+    module.register_parameter("bias", nn.Parameter(torch.empty(shape, **factory)) if elementwise_affine and bias else None)
+
+
+def _reset_affine(module: nn.Module) -> None:
+    if module.weight is not None:
+        nn.init.ones_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 class RMSNorm(nn.Module):
     """y = x / RMS(x) * weight (+ bias), RMS over the trailing normalized_shape dims.
 
@@ -44,28 +58,16 @@ class RMSNorm(nn.Module):
             raise ValueError(f'RMSNorm: eps_placement must be "inside" or "outside", got {eps_placement!r}')
         if eps is not None and not eps >= 0:
             raise ValueError(f"RMSNorm: eps must be >= 0 or None, got {eps}")
-        factory = {"device": device, "dtype": dtype}
         self.normalized_shape = _as_tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         self.p = p
         self.eps_placement = eps_placement
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, bias, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, self.p, self.eps_placement)
@@ -94,26 +96,14 @@ class LayerNorm(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
         self.normalized_shape = _as_tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            if bias:
-                self.bias = nn.Parameter(torch.empty(self.normalized_shape, **factory))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, bias, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            nn.init.ones_(self.weight)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)

@@ -68,6 +68,10 @@ ImplementationList make_onednn_implementations();
 std::string torch_version();
 std::string onednn_version();
 
+// The workspace's y (and dx, dweight) rows, for implementations that write there.
+Outputs workspace_outputs(const Workspace& ws, const std::vector<int64_t>& rows, bool with_dweight);
+std::vector<double> read_rows(DType dtype, const void* base, int64_t n, const std::vector<int64_t>& rows);
+
 // Bytes of the matrices an implementation reads and writes, plus one parameter vector.
 double traffic(const Problem& p, int matrices, int vectors);
 

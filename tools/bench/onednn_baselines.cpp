@@ -8,7 +8,6 @@
 
 namespace rmsnorm::bench {
 
-std::vector<double> read_rows(DType dtype, const void* base, int64_t n, const std::vector<int64_t>& rows);
 
 namespace {
 
@@ -87,14 +86,7 @@ class OneDnnLayerNorm : public Implementation {
     return p.direction == Direction::kForward ? traffic(p, 2, 2) : traffic(p, 5, 4);
   }
   Outputs outputs(const std::vector<int64_t>& rows, bool with_dweight) const override {
-    const Problem& p = ws_->problem;
-    Outputs o;
-    o.y = read_rows(p.dtype, ws_->y.data(), p.shape.n, rows);
-    if (p.direction == Direction::kForwardBackward) {
-      o.dx = read_rows(p.dtype, ws_->dx.data(), p.shape.n, rows);
-      if (with_dweight) o.dweight.assign(ws_->dweight.begin(), ws_->dweight.end());
-    }
-    return o;
+    return workspace_outputs(*ws_, rows, with_dweight);
   }
   void release() override {
     forward_ = {};

@@ -19,6 +19,17 @@ std::vector<double> read_rows(DType dtype, const void* base, int64_t n, const st
   return out;
 }
 
+Outputs workspace_outputs(const Workspace& ws, const std::vector<int64_t>& rows, bool with_dweight) {
+  const Problem& p = ws.problem;
+  Outputs o;
+  o.y = read_rows(p.dtype, ws.y.data(), p.shape.n, rows);
+  if (p.direction == Direction::kForwardBackward) {
+    o.dx = read_rows(p.dtype, ws.dx.data(), p.shape.n, rows);
+    if (with_dweight) o.dweight.assign(ws.dweight.begin(), ws.dweight.end());
+  }
+  return o;
+}
+
 namespace {
 
 class Ours : public Implementation {
@@ -85,14 +96,7 @@ class Ours : public Implementation {
     return traffic(p, 5, 2 * vectors);  // forward 2 + backward 3; parameters and their gradients
   }
   Outputs outputs(const std::vector<int64_t>& rows, bool with_dweight) const override {
-    const Problem& p = ws_->problem;
-    Outputs o;
-    o.y = read_rows(p.dtype, ws_->y.data(), p.shape.n, rows);
-    if (p.direction == Direction::kForwardBackward) {
-      o.dx = read_rows(p.dtype, ws_->dx.data(), p.shape.n, rows);
-      if (with_dweight && math_.weight) o.dweight.assign(ws_->dweight.begin(), ws_->dweight.end());
-    }
-    return o;
+    return workspace_outputs(*ws_, rows, with_dweight && math_.weight);
   }
 
  private:
