@@ -1,11 +1,13 @@
 // The public C++ API: validate every argument (nothing is written when one is
-// rejected), translate to a plan, and hand it to the CPU engine.
+// rejected), translate to a plan, and hand it to the CPU engine. The plan
+// builders (src/api/plans.hpp) are shared with the CUDA front end.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 
 #include "rmsnorm/rmsnorm.hpp"
 #include "rmsnorm/version.h"
+#include "src/api/plans.hpp"
 #include "src/api/validate.hpp"
 #include "src/cpu/engine.hpp"
 
@@ -139,14 +141,14 @@ DType parse_dtype(const std::string& name) {
   throw Error("dtype: expected float32, bfloat16, float16 or float64, got '" + name + "'");
 }
 
-void forward(const NormOptions& options, const ForwardArgs& a) {
+namespace api {
+
+cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs& a) {
   std::vector<Region> inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n)};
-  const cpu::ForwardPlan plan =
-      forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
-  cpu::run_forward(plan, cpu::threads_for(options.num_threads, a.rows, a.n));
+  return forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
 }
 
-void fused_add_forward(const NormOptions& options, const FusedAddArgs& a) {
+cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& a) {
   api::check_shape(a.rows, a.n);
   api::check_matrix("residual", a.residual.data, a.residual.dtype, a.residual.row_stride, a.rows, a.n);
   if (a.residual.dtype != a.x.dtype) {
@@ -163,10 +165,10 @@ void fused_add_forward(const NormOptions& options, const FusedAddArgs& a) {
   api::check_no_overlap(residual, inputs[3], false);
   plan.residual = a.residual.data;
   plan.residual_stride = a.residual.row_stride;
-  cpu::run_forward(plan, cpu::threads_for(options.num_threads, a.rows, a.n));
+  return plan;
 }
 
-void backward(const NormOptions& options, const BackwardArgs& a) {
+cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& a) {
   api::check_options(options);
   api::check_shape(a.rows, a.n);
   const int64_t rows = a.rows, n = a.n;
@@ -229,7 +231,22 @@ void backward(const NormOptions& options, const BackwardArgs& a) {
   plan.want_dweight = a.dweight.data != nullptr;
   plan.want_dbias = a.dbias.data != nullptr;
   plan.stream_output = stream_outputs(rows, n, a.x.dtype);
-  cpu::run_backward(plan, cpu::threads_for(options.num_threads, rows, n), a.dweight, a.dbias);
+  return plan;
+}
+
+}  // namespace api
+
+void forward(const NormOptions& options, const ForwardArgs& a) {
+  cpu::run_forward(api::make_forward_plan(options, a), cpu::threads_for(options.num_threads, a.rows, a.n));
+}
+
+void fused_add_forward(const NormOptions& options, const FusedAddArgs& a) {
+  cpu::run_forward(api::make_fused_add_plan(options, a), cpu::threads_for(options.num_threads, a.rows, a.n));
+}
+
+void backward(const NormOptions& options, const BackwardArgs& a) {
+  cpu::run_backward(api::make_backward_plan(options, a), cpu::threads_for(options.num_threads, a.rows, a.n),
+                    a.dweight, a.dbias);
 }
 
 RuntimeInfo runtime_info() {

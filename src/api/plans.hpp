@@ -1,0 +1,16 @@
+// Validation + translation of the public arguments into backend plans, shared
+// by the CPU entry points (api.cpp) and the CUDA ones (src/cuda/api.cpp). Each
+// throws rmsnorm::Error naming the argument; nothing is written before.
+#pragma once
+
+#include "rmsnorm/rmsnorm.hpp"
+#include "src/cpu/plan.hpp"
+
+namespace rmsnorm::api {
+
+cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs& args);
+cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& args);
+// dweight/dbias outputs are not in the plan: the caller passes args.dweight / args.dbias on.
+cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& args);
+
+}  // namespace rmsnorm::api
