@@ -150,6 +150,23 @@ TEST(Backward, MatchesReferenceOnEveryTarget) {
   });
 }
 
+// dx through the non-temporal paths (see Forward.StreamedOutputsMatchReference).
+TEST(Backward, StreamedOutputsMatchReference) {
+  const ForceStreaming streaming;
+  const std::vector<Variant> variants = all_variants();
+  size_t rotation = 0;
+  for_each_target([&](const std::string&) {
+    for (DType dtype : all_dtypes()) {
+      for (int64_t n : {1, 17, 4097}) {
+        for (int64_t rows : {1, 3, 64}) {
+          check_backward(variants[rotation++ % variants.size()], dtype, rows, n, rows % 2 == 0);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  });
+}
+
 TEST(Backward, LongRowsSplitAcrossThreads) {
   // Fewer rows than threads, long rows: blocks and columns are shared by threads.
   for (const Variant& v : all_variants()) {

@@ -199,6 +199,29 @@ TEST(Forward, LayerNormOfRowsWithALargeMean) {
   });
 }
 
+// The non-temporal paths (outputs larger than the last-level cache) on small
+// inputs: float/double straight from registers, 16-bit types through the
+// tile, and y rows that start off a vector boundary (y's stride is n + 1).
+TEST(Forward, StreamedOutputsMatchReference) {
+  const ForceStreaming streaming;
+  const std::vector<Config> configs = all_configs();
+  size_t rotation = 0;
+  for_each_target([&](const std::string&) {
+    for (DType dtype : all_dtypes()) {
+      for (int64_t n : {1, 3, 17, 100, 4097}) {
+        for (int64_t rows : {1, 3, 64}) {
+          for (int i = 0; i < 3; ++i) {
+            check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n, false);
+            if (::testing::Test::HasFatalFailure()) return;
+          }
+          check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n + 2, true);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+      }
+    }
+  });
+}
+
 TEST(Forward, InPlaceEqualsOutOfPlace) {
   for (DType dtype : all_dtypes()) {
     TypedMatrix x = random_matrix(dtype, 5, 300, 310);

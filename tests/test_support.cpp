@@ -216,4 +216,7 @@ void for_each_target(const std::function<void(const std::string&)>& body) {
 
 std::vector<DType> all_dtypes() { return {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kFloat64}; }
 
+ForceStreaming::ForceStreaming() { setenv("RMSNORM_STREAM_THRESHOLD_BYTES", "0", 1); }
+ForceStreaming::~ForceStreaming() { unsetenv("RMSNORM_STREAM_THRESHOLD_BYTES"); }
+
 }  // namespace rmsnorm::testing

@@ -73,4 +73,14 @@ void for_each_target(const std::function<void(const std::string&)>& body);
 
 std::vector<DType> all_dtypes();
 
+// While alive, every output is written by the streaming (non-temporal) paths,
+// which otherwise run only for outputs larger than the last-level cache.
+class ForceStreaming {
+ public:
+  ForceStreaming();
+  ~ForceStreaming();
+  ForceStreaming(const ForceStreaming&) = delete;
+  ForceStreaming& operator=(const ForceStreaming&) = delete;
+};
+
 }  // namespace rmsnorm::testing

@@ -43,7 +43,7 @@ void check_parameters(const ConstVector& weight, const ConstVector& bias, DType 
 }
 
 bool stream_outputs(int64_t rows, int64_t n, DType dtype) {
-  return static_cast<long double>(rows) * n * dtype_size(dtype) > cpu::last_level_cache_bytes();
+  return static_cast<long double>(rows) * n * dtype_size(dtype) > cpu::stream_threshold_bytes();
 }
 
 // The checks and plan shared by forward and fused_add_forward.

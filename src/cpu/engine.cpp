@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -141,6 +142,11 @@ int64_t last_level_cache_bytes() {
     return l2 > 0 ? static_cast<int64_t>(l2) : int64_t{32} << 20;
   }();
   return bytes;
+}
+
+int64_t stream_threshold_bytes() {
+  if (const char* env = std::getenv("RMSNORM_STREAM_THRESHOLD_BYTES")) return std::strtoll(env, nullptr, 10);
+  return last_level_cache_bytes();
 }
 
 int max_threads() {

@@ -14,6 +14,10 @@ int max_threads();
 // The threads a call of rows x n will use when `requested` are asked for (0: default).
 int threads_for(int requested, int64_t rows, int64_t n);
 int64_t last_level_cache_bytes();
+// Outputs larger than this are written with non-temporal stores: the
+// last-level cache size, or RMSNORM_STREAM_THRESHOLD_BYTES when set (read on
+// every call; the tests set it to 0 to run the streaming paths on small inputs).
+int64_t stream_threshold_bytes();
 
 void run_forward(const ForwardPlan& plan, int threads);
 // Writes dweight / dbias (when their data is non-null) after dx.

@@ -104,10 +104,20 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   const auto* g = static_cast<const TW*>(p.weight);
   const auto* b = static_cast<const TW*>(p.bias);
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
-  // float/double output at a vector-aligned address streams straight from
-  // registers; otherwise through the tile.
+  // float/double output streams straight from registers once y is
+  // vector-aligned: a misaligned row (a malloc'd buffer is often 16 bytes off)
+  // first writes the few elements up to the next vector boundary normally.
+  // 16-bit outputs go through the tile.
   const size_t vector_bytes = hn::Lanes(hn::ScalableTag<Arith<T>>()) * sizeof(Arith<T>);
-  const bool direct = std::is_same_v<T, Arith<T>> && reinterpret_cast<uintptr_t>(y + column_begin) % vector_bytes == 0;
+  const auto address = reinterpret_cast<uintptr_t>(y + column_begin);
+  const bool direct = std::is_same_v<T, Arith<T>> && address % sizeof(T) == 0;
+  if (p.stream_output && direct && address % vector_bytes != 0) {
+    const int64_t head = std::min<int64_t>(column_end - column_begin,
+                                           static_cast<int64_t>((vector_bytes - address % vector_bytes) / sizeof(T)));
+    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin, head,
+                                                st.mean, st.inv_r);
+    column_begin += head;
+  }
   alignas(64) T tile[kTile];
   for (int64_t c = column_begin; c < column_end; c += kTile) {
     const int64_t count = std::min(kTile, column_end - c);
