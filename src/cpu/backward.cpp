@@ -69,7 +69,9 @@ void BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_
 }
 
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate>
+// kStream: full vectors of dx go out with non-temporal stores (dx vector-aligned,
+// T the arithmetic type). dy is loaded before dx is stored: dx may be dy.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kStream = false>
 void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_RESTRICT dx, const TW* HWY_RESTRICT g,
                   Arith<T>* HWY_RESTRICT chunk_dweight, Arith<T>* HWY_RESTRICT chunk_dbias, int64_t column,
                   int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value) {
@@ -90,6 +92,8 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
     const auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
     if (tail) {
       StoreTail(d, dxv, dx + i, tail);
+    } else if constexpr (kStream && std::is_same_v<T, A>) {
+      hn::Stream(dxv, d, dx + i);
     } else {
       StoreAs(d, dxv, dx + i);
     }
@@ -124,7 +128,11 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
   auto* chunk_dw = static_cast<A*>(acc.chunk_dweight);
   auto* chunk_db = static_cast<A*>(acc.chunk_dbias);
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
-  alignas(64) T tile[kTile];  // used only when streaming
+  alignas(64) T tile[kTile];  // 16-bit outputs when streaming
+  // float/double dx streams from registers, after a short head that brings
+  // each segment to a vector boundary (as in forward.cpp's ApplyColumns).
+  const size_t vector_bytes = hn::Lanes(hn::ScalableTag<A>()) * sizeof(A);
+  const bool direct = p.stream_output && std::is_same_v<T, A> && reinterpret_cast<uintptr_t>(dx) % sizeof(T) == 0;
   for (int64_t c = c0; c < c1;) {
     // Up to the end, the next tile boundary, or k, whichever comes first.
     int64_t end = std::min(c1, c + kTile);
@@ -133,6 +141,20 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
     if (next_x) PrefetchBytes(next_x + c, bytes);
     if (next_dy) PrefetchBytes(next_dy + c, bytes);
     const double coef = c < p.norm.k ? grad.coef : 0.0;
+    if (direct) {
+      const auto address = reinterpret_cast<uintptr_t>(dx + c);
+      const int64_t head =
+          address % vector_bytes == 0
+              ? 0
+              : std::min<int64_t>(end - c, static_cast<int64_t>((vector_bytes - address % vector_bytes) / sizeof(T)));
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, dx + c, g, chunk_dw, chunk_db, c, head, st,
+                                                           grad, coef);
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, true>(x + c + head, dy + c + head, dx + c + head, g,
+                                                                 chunk_dw, chunk_db, c + head, end - c - head, st,
+                                                                 grad, coef);
+      c = end;
+      continue;
+    }
     T* out = p.stream_output ? tile : dx + c;
     BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, out, g, chunk_dw, chunk_db, c, end - c, st,
                                                          grad, coef);
