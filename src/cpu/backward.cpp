@@ -97,17 +97,26 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
     } else {
       StoreAs(d, dxv, dx + i);
     }
+    // Only the sums that were asked for: each is a load and a store of a
+    // row-length chunk per row, as much traffic as dx itself.
     if constexpr (kAccumulate) {
-      A* dw = chunk_dweight + column + i;
-      A* db = chunk_dbias + column + i;
-      const auto dw_new = hn::MulAdd(dyv, hn::Mul(xv, inv_r), tail ? LoadTail(d, dw, tail) : hn::LoadU(d, dw));
-      const auto db_new = hn::Add(dyv, tail ? LoadTail(d, db, tail) : hn::LoadU(d, db));
-      if (tail) {
-        StoreTail(d, dw_new, dw, tail);
-        StoreTail(d, db_new, db, tail);
-      } else {
-        hn::StoreU(dw_new, d, dw);
-        hn::StoreU(db_new, d, db);
+      if (chunk_dweight) {
+        A* dw = chunk_dweight + column + i;
+        const auto dw_new = hn::MulAdd(dyv, hn::Mul(xv, inv_r), tail ? LoadTail(d, dw, tail) : hn::LoadU(d, dw));
+        if (tail) {
+          StoreTail(d, dw_new, dw, tail);
+        } else {
+          hn::StoreU(dw_new, d, dw);
+        }
+      }
+      if (chunk_dbias) {
+        A* db = chunk_dbias + column + i;
+        const auto db_new = hn::Add(dyv, tail ? LoadTail(d, db, tail) : hn::LoadU(d, db));
+        if (tail) {
+          StoreTail(d, db_new, db, tail);
+        } else {
+          hn::StoreU(db_new, d, db);
+        }
       }
     }
   };
@@ -125,8 +134,8 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
                       const T* next_dy) {
   using A = Arith<T>;
   const auto* g = static_cast<const TW*>(p.weight);
-  auto* chunk_dw = static_cast<A*>(acc.chunk_dweight);
-  auto* chunk_db = static_cast<A*>(acc.chunk_dbias);
+  auto* chunk_dw = p.want_dweight ? static_cast<A*>(acc.chunk_dweight) : nullptr;
+  auto* chunk_db = p.want_dbias ? static_cast<A*>(acc.chunk_dbias) : nullptr;
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
   alignas(64) T tile[kTile];  // 16-bit outputs when streaming
   // float/double dx streams from registers, after a short head that brings

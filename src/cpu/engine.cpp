@@ -196,7 +196,12 @@ void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, 
   const bool split = split_rows(rows, n, threads);
   // One accumulator per thread (row split) or one shared by column (block split).
   const int accumulators = split ? 1 : threads;
-  const size_t per_accumulator = accumulate ? static_cast<size_t>(n) * (2 * arith_size + 2 * sizeof(double)) : 0;
+  // The chunks are skewed off 4 KiB boundaries (kSkew) so that they do not
+  // alias the x/dy/dx rows the kernel streams beside them (4K aliasing
+  // stalled the accumulating loads).
+  constexpr size_t kSkew = 320;
+  const size_t per_accumulator =
+      accumulate ? static_cast<size_t>(n) * (2 * arith_size + 2 * sizeof(double)) + 3 * kSkew : 0;
   std::vector<unsigned char>& scratch = workspace(per_accumulator * accumulators);
   if (per_accumulator > 0) std::memset(scratch.data(), 0, per_accumulator * accumulators);  // data() may be null when empty
   auto make_accumulator = [&](int i) {
@@ -205,8 +210,8 @@ void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, 
     unsigned char* base = scratch.data() + per_accumulator * i;
     acc.total_dweight = reinterpret_cast<double*>(base);
     acc.total_dbias = acc.total_dweight + n;
-    acc.chunk_dweight = acc.total_dbias + n;
-    acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n * arith_size;
+    acc.chunk_dweight = reinterpret_cast<unsigned char*>(acc.total_dbias + n) + kSkew;
+    acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n * arith_size + kSkew;
     return acc;
   };
 
