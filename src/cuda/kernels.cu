@@ -337,6 +337,29 @@ void dispatch(DType dtype, DType param_dtype, F&& f) {
   }
 }
 
+// Calls f(integral_constant<int, VEC>) with 16-byte vectors when `vector`,
+// else single elements.
+template <typename T, class F>
+void with_vector_width(bool vector, F&& f) {
+  if (vector) {
+    f(std::integral_constant<int, static_cast<int>(16 / sizeof(T))>{});
+  } else {
+    f(std::integral_constant<int, 1>{});
+  }
+}
+
+// out (float32 or T, device) = the partial sums added over blocks in order.
+template <typename T>
+void reduce_into(const Vector& out, const double* partial, int64_t blocks, int64_t n, Stream stream) {
+  if (!out.data) return;
+  const int reduce_blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
+  if (out.dtype == DType::kFloat32) {
+    reduce_partials_kernel<float><<<reduce_blocks, 256, 0, stream>>>(partial, blocks, n, static_cast<float*>(out.data));
+  } else {
+    reduce_partials_kernel<T><<<reduce_blocks, 256, 0, stream>>>(partial, blocks, n, static_cast<T*>(out.data));
+  }
+}
+
 }  // namespace
 
 void check(int status, const char* what) {
@@ -354,21 +377,15 @@ void launch_forward(const cpu::ForwardPlan& p, Stream stream) {
   dispatch(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     using TW = decltype(tw);
-    constexpr int kVec = 16 / sizeof(T);
     const int64_t es = sizeof(T);
     const bool vector = aligned16(p.x, p.x_stride * es) && aligned16(p.y, p.y_stride * es) &&
                         aligned16(p.residual, p.residual_stride * es);
-    auto go = [&](auto vec) {
+    with_vector_width<T>(vector, [&](auto vec) {
       forward_kernel<T, TW, decltype(vec)::value><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
           device_norm(p.norm), p.rows, static_cast<const T*>(p.x), p.x_stride, static_cast<T*>(p.residual),
           p.residual_stride, static_cast<T*>(p.y), p.y_stride, static_cast<const TW*>(p.weight),
           static_cast<const TW*>(p.bias), p.saved_inv_rms, p.saved_mean);
-    };
-    if (vector) {
-      go(std::integral_constant<int, kVec>{});
-    } else {
-      go(std::integral_constant<int, 1>{});
-    }
+    });
   });
   check(cudaGetLastError(), "forward kernel launch");
 }
@@ -393,42 +410,19 @@ void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Ve
   dispatch(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     using TW = decltype(tw);
-    constexpr int kVec = 16 / sizeof(T);
     const int64_t es = sizeof(T);
     const bool vector = aligned16(p.x, p.x_stride * es) && aligned16(p.dy, p.dy_stride * es) &&
                         aligned16(p.dx, p.dx_stride * es);
-    auto go = [&](auto vec) {
-      if (p.rows > 0) {
+    if (p.rows > 0) {
+      with_vector_width<T>(vector, [&](auto vec) {
         backward_kernel<T, TW, decltype(vec)::value><<<static_cast<unsigned>(grid), threads, 0, stream>>>(
             device_norm(p.norm), p.rows, static_cast<const T*>(p.x), p.x_stride, static_cast<const T*>(p.dy),
             p.dy_stride, static_cast<T*>(p.dx), p.dx_stride, static_cast<const TW*>(p.weight), p.saved_inv_rms,
             p.saved_mean, partial_dweight, partial_dbias);
-      }
-    };
-    if (vector) {
-      go(std::integral_constant<int, kVec>{});
-    } else {
-      go(std::integral_constant<int, 1>{});
+      });
     }
-    const int reduce_blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
-    if (dweight.data) {
-      if (dweight.dtype == DType::kFloat32) {
-        reduce_partials_kernel<float><<<reduce_blocks, 256, 0, stream>>>(partial_dweight, grid, n,
-                                                                          static_cast<float*>(dweight.data));
-      } else {
-        reduce_partials_kernel<T><<<reduce_blocks, 256, 0, stream>>>(partial_dweight, grid, n,
-                                                                      static_cast<T*>(dweight.data));
-      }
-    }
-    if (dbias.data) {
-      if (dbias.dtype == DType::kFloat32) {
-        reduce_partials_kernel<float><<<reduce_blocks, 256, 0, stream>>>(partial_dbias, grid, n,
-                                                                          static_cast<float*>(dbias.data));
-      } else {
-        reduce_partials_kernel<T><<<reduce_blocks, 256, 0, stream>>>(partial_dbias, grid, n,
-                                                                      static_cast<T*>(dbias.data));
-      }
-    }
+    reduce_into<T>(dweight, partial_dweight, grid, n, stream);
+    reduce_into<T>(dbias, partial_dbias, grid, n, stream);
   });
   check(cudaGetLastError(), "backward kernel launch");
   if (accumulate) check(cudaFreeAsync(partial, stream), "cudaFreeAsync (partials)");
