@@ -17,6 +17,9 @@
 #ifdef RMSNORM_CLI_HAS_REPRODUCE
 #include "tools/reproduce/run.hpp"
 #endif
+#ifdef RMSNORM_CLI_HAS_CUDA
+#include "rmsnorm/cuda.hpp"
+#endif
 
 namespace {
 
@@ -35,8 +38,17 @@ std::string plot_script() {
 
 int run_info(bool as_json) {
   const auto machine = rmsnorm::bench::describe_machine();
+  std::string cuda = "not built in";
+#ifdef RMSNORM_CLI_HAS_CUDA
+  const rmsnorm::cuda::DeviceInfo device = rmsnorm::cuda::device_info();
+  cuda = device.available ? fmt::format("{} (sm_{}, {} device(s))", device.name, device.compute_capability,
+                                        device.device_count)
+                          : "built in; no usable device: " + device.reason;
+#endif
   if (as_json) {
-    std::cout << rmsnorm::bench::to_json(machine).dump(2) << "\n";
+    nlohmann::json doc = rmsnorm::bench::to_json(machine);
+    doc["cuda"] = cuda;
+    std::cout << doc.dump(2) << "\n";
     return 0;
   }
   fmt::print("rmsnorm {}\n", machine.library_version);
@@ -48,6 +60,7 @@ int run_info(bool as_json) {
   fmt::print("compiler       {}\n", machine.compiler);
   fmt::print("LibTorch       {}\n", machine.torch_version.empty() ? "not built in" : machine.torch_version);
   fmt::print("oneDNN         {}\n", machine.onednn_version.empty() ? "not built in" : machine.onednn_version);
+  fmt::print("CUDA backend   {}\n", cuda);
   return 0;
 }
 
