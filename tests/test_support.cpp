@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "rmsnorm/scalar_types.hpp"
+#include "src/cpu/engine.hpp"
 
 namespace rmsnorm::testing {
 
@@ -216,7 +217,7 @@ void for_each_target(const std::function<void(const std::string&)>& body) {
 
 std::vector<DType> all_dtypes() { return {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kFloat64}; }
 
-ForceStreaming::ForceStreaming() { setenv("RMSNORM_STREAM_THRESHOLD_BYTES", "0", 1); }
-ForceStreaming::~ForceStreaming() { unsetenv("RMSNORM_STREAM_THRESHOLD_BYTES"); }
+ForceStreaming::ForceStreaming() { cpu::set_stream_threshold_override(0); }
+ForceStreaming::~ForceStreaming() { cpu::set_stream_threshold_override(-1); }
 
 }  // namespace rmsnorm::testing

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -144,10 +145,21 @@ int64_t last_level_cache_bytes() {
   return bytes;
 }
 
+namespace {
+std::atomic<int64_t> stream_threshold_override{-1};
+}  // namespace
+
 int64_t stream_threshold_bytes() {
-  if (const char* env = std::getenv("RMSNORM_STREAM_THRESHOLD_BYTES")) return std::strtoll(env, nullptr, 10);
-  return last_level_cache_bytes();
+  const int64_t forced = stream_threshold_override.load(std::memory_order_relaxed);
+  if (forced >= 0) return forced;
+  static const int64_t bytes = [] {
+    const char* env = std::getenv("RMSNORM_STREAM_THRESHOLD_BYTES");
+    return env ? static_cast<int64_t>(std::strtoll(env, nullptr, 10)) : last_level_cache_bytes();
+  }();
+  return bytes;
 }
+
+void set_stream_threshold_override(int64_t bytes) { stream_threshold_override.store(bytes, std::memory_order_relaxed); }
 
 int max_threads() {
 #ifdef _OPENMP

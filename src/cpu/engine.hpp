@@ -15,9 +15,12 @@ int max_threads();
 int threads_for(int requested, int64_t rows, int64_t n);
 int64_t last_level_cache_bytes();
 // Outputs larger than this are written with non-temporal stores: the
-// last-level cache size, or RMSNORM_STREAM_THRESHOLD_BYTES when set (read on
-// every call; the tests set it to 0 to run the streaming paths on small inputs).
+// last-level cache size, or RMSNORM_STREAM_THRESHOLD_BYTES when set (read
+// once, for tuning).
 int64_t stream_threshold_bytes();
+// Overrides the threshold for this process (the tests set 0 to run the
+// streaming paths on small inputs); a negative value restores the default.
+void set_stream_threshold_override(int64_t bytes);
 
 void run_forward(const ForwardPlan& plan, int threads);
 // Writes dweight / dbias (when their data is non-null) after dx.
