@@ -140,7 +140,6 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
   alignas(64) T tile[kTile];  // 16-bit outputs when streaming
   // float/double dx streams from registers, after a short head that brings
   // each segment to a vector boundary (as in forward.cpp's ApplyColumns).
-  const size_t vector_bytes = hn::Lanes(hn::ScalableTag<A>()) * sizeof(A);
   const bool direct = p.stream_output && std::is_same_v<T, A> && reinterpret_cast<uintptr_t>(dx) % sizeof(T) == 0;
   for (int64_t c = c0; c < c1;) {
     // Up to the end, the next tile boundary, or k, whichever comes first.
@@ -151,11 +150,7 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
     if (next_dy) PrefetchBytes(next_dy + c, bytes);
     const double coef = c < p.norm.k ? grad.coef : 0.0;
     if (direct) {
-      const auto address = reinterpret_cast<uintptr_t>(dx + c);
-      const int64_t head =
-          address % vector_bytes == 0
-              ? 0
-              : std::min<int64_t>(end - c, static_cast<int64_t>((vector_bytes - address % vector_bytes) / sizeof(T)));
+      const int64_t head = ElementsToVectorBoundary(dx + c, end - c);
       BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, dx + c, g, chunk_dw, chunk_db, c, head, st,
                                                            grad, coef);
       BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, true>(x + c + head, dy + c + head, dx + c + head, g,

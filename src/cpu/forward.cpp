@@ -108,12 +108,9 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   // vector-aligned: a misaligned row (a malloc'd buffer is often 16 bytes off)
   // first writes the few elements up to the next vector boundary normally.
   // 16-bit outputs go through the tile.
-  const size_t vector_bytes = hn::Lanes(hn::ScalableTag<Arith<T>>()) * sizeof(Arith<T>);
-  const auto address = reinterpret_cast<uintptr_t>(y + column_begin);
-  const bool direct = std::is_same_v<T, Arith<T>> && address % sizeof(T) == 0;
-  if (p.stream_output && direct && address % vector_bytes != 0) {
-    const int64_t head = std::min<int64_t>(column_end - column_begin,
-                                           static_cast<int64_t>((vector_bytes - address % vector_bytes) / sizeof(T)));
+  const bool direct = std::is_same_v<T, Arith<T>> && reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0;
+  if (p.stream_output && direct) {
+    const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
     ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin, head,
                                                 st.mean, st.inv_r);
     column_begin += head;

@@ -250,6 +250,17 @@ HWY_INLINE void PrefetchBytes(const void* p, size_t bytes) {
   for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(bytes_ptr + i, 0, 2);
 }
 
+// How many of the `limit` elements from p lie before p's next vector boundary
+// (0 when p is on one): the head written with ordinary stores before a span
+// is streamed from registers. p must be element-aligned.
+template <typename T>
+HWY_INLINE int64_t ElementsToVectorBoundary(const T* p, int64_t limit) {
+  const size_t vector_bytes = hn::Lanes(hn::ScalableTag<T>()) * sizeof(T);
+  const size_t misalignment = reinterpret_cast<uintptr_t>(p) % vector_bytes;
+  if (misalignment == 0) return 0;
+  return std::min<int64_t>(limit, static_cast<int64_t>((vector_bytes - misalignment) / sizeof(T)));
+}
+
 // Elements per tile when streaming: the tile stays in L1 between the kernel's
 // store and the non-temporal copy.
 inline constexpr int64_t kStreamTileBytes = 8192;
