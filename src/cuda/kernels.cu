@@ -92,15 +92,18 @@ __device__ __forceinline__ void write_owned(T* row, int64_t n, G&& g) {
 
 // ---------------------------------------------------------------- reductions
 
-// Sum over the block, the same order every time. `shared` holds 32 doubles.
-__device__ double block_sum(double v, double* shared) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+// Reduces v over the block with `op` (warp shuffles, then the warps' results
+// in warp order): the same order every time. `shared` holds 32 doubles;
+// blockDim.x is a multiple of 32.
+template <class Op>
+__device__ double block_reduce(double v, double* shared, Op op) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? shared[lane] : 0.0;
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    v = lane < static_cast<int>(blockDim.x >> 5) ? shared[lane] : 0.0;  // 0 is neutral for + and for max of |x|
+    for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
     if (lane == 0) shared[0] = v;
   }
   __syncthreads();
@@ -109,21 +112,15 @@ __device__ double block_sum(double v, double* shared) {
   return total;
 }
 
-__device__ double block_max(double v, double* shared) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, offset));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? shared[lane] : 0.0;
-    for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_down_sync(0xffffffffu, v, offset));
-    if (lane == 0) shared[0] = v;
-  }
-  __syncthreads();
-  const double total = shared[0];
-  __syncthreads();
-  return total;
-}
+struct Add {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct Max {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+
+__device__ double block_sum(double v, double* shared) { return block_reduce(v, shared, Add{}); }
+__device__ double block_max(double v, double* shared) { return block_reduce(v, shared, Max{}); }
 
 // ---------------------------------------------------------------- statistics
 
