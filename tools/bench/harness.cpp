@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "tools/common/median.hpp"
+
 namespace rmsnorm::bench {
 namespace {
 
@@ -77,7 +79,7 @@ Group run_group(const Problem& problem, const Settings& settings, Implementation
     if (!r.unsupported.empty()) continue;
     r.calls_per_sample = calls[a];
     r.sample_seconds = samples[a];
-    r.median_seconds = median(samples[a]);
+    r.median_seconds = tools::median(samples[a]);
     r.gbs = r.bytes / r.median_seconds / 1e9;
     ++a;
   }
@@ -90,13 +92,6 @@ Group run_group(const Problem& problem, const Settings& settings, Implementation
 }  // namespace
 
 std::vector<Shape> default_shapes() { return {{1, 4096}, {32, 4096}, {2048, 768}, {4096, 4096}, {16384, 8192}}; }
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
 
 const Result* Group::find(const std::string& key) const {
   for (const Result& r : results)

@@ -59,6 +59,5 @@ std::vector<Group> run(const Settings& settings, const std::function<void(const 
 // The check of one implementation's outputs against the long-double reference.
 Verification verify(const Implementation& impl, Workspace& ws);
 
-double median(std::vector<double> v);
 
 }  // namespace rmsnorm::bench

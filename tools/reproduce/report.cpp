@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "tools/common/median.hpp"
+
 namespace rmsnorm::reproduce {
 namespace {
 
@@ -20,13 +22,6 @@ double stddev(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += (x - m) * (x - m);
   return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
 const char* metric_name(Task t) { return t == Task::kImageClassifier ? "test accuracy" : "valid bits/char"; }
@@ -49,7 +44,7 @@ std::vector<Summary> summarize(const std::vector<RunResult>& runs) {
       metric.push_back(r->valid_metric);
       loss.push_back(r->valid_loss);
     }
-    s.median_step_ms = median(step);
+    s.median_step_ms = tools::median(step);
     s.total_seconds_mean = mean(total);
     s.metric_mean = mean(metric);
     s.metric_std = stddev(metric);

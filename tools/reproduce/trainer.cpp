@@ -1,8 +1,11 @@
 #include "tools/reproduce/trainer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+
+#include "tools/common/median.hpp"
 
 namespace rmsnorm::reproduce {
 namespace {
@@ -10,13 +13,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
 
 // `count` windows of context + 1 tokens starting at offsets drawn by `generator`.
 ::torch::Tensor windows(const ::torch::Tensor& tokens, int64_t count, int64_t context, at::Generator& generator) {
@@ -205,7 +201,7 @@ RunResult train(Task task, Variant variant, int seed, const Scale& scale, const 
     }
   }
   std::vector<double> settled(r.step_ms.begin() + std::min<size_t>(5, r.step_ms.size() / 2), r.step_ms.end());
-  r.median_step_ms = median_of(settled);
+  r.median_step_ms = tools::median(settled);
   return r;
 }
 
