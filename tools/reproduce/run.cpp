@@ -115,6 +115,7 @@ int run(const Options& options, const nlohmann::json& machine) {
   fs::create_directories(options.out_dir);
   const std::vector<Summary> summaries = summarize(runs);
   const nlohmann::json doc = to_json(scale, machine, runs, summaries, data);
+  const std::string report = markdown_report(scale, machine, summaries, data, options.command);
   const std::string json_path = (fs::path(options.out_dir) / "reproduce.json").string();
   const std::string md_path = (fs::path(options.out_dir) / "REPORT.md").string();
   {
@@ -124,13 +125,13 @@ int run(const Options& options, const nlohmann::json& machine) {
   }
   {
     std::ofstream out(md_path);
-    out << markdown_report(scale, machine, summaries, data, options.command);
+    out << report;
     if (!out) throw std::runtime_error("cannot write " + md_path);
   }
   const std::string plot = fmt::format("'{}' '{}' '{}' '{}'", options.python, options.plot_script, json_path,
                                        options.out_dir);
   if (std::system(plot.c_str()) != 0) throw std::runtime_error("the plotting script failed: " + plot);
-  std::printf("%s\n", markdown_report(scale, machine, summaries, data, options.command).c_str());
+  std::printf("%s\n", report.c_str());
   std::printf("Report: %s, %s, %s/loss_vs_steps.png, %s/loss_vs_time.png\n", md_path.c_str(), json_path.c_str(),
               options.out_dir.c_str(), options.out_dir.c_str());
   return 0;
