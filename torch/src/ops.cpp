@@ -84,6 +84,17 @@ at::Tensor engine_parameter(const at::Tensor& param, at::ScalarType input_type) 
   return param.to(type).contiguous();
 }
 
+// The engine's options for one call; forward and backward build them alike.
+NormOptions norm_options(bool layer_norm, double eps, double p, int64_t placement) {
+  NormOptions options;
+  options.kind = layer_norm ? NormKind::kLayerNorm : NormKind::kRMSNorm;
+  options.eps = eps;
+  options.eps_placement = static_cast<EpsPlacement>(placement);
+  options.p = p;
+  options.num_threads = at::get_num_threads();
+  return options;
+}
+
 struct NormFunction : public ::torch::autograd::Function<NormFunction> {
   // weight and bias are optional: autograd's Function records an undefined
   // tensor argument as an input it cannot describe, an empty optional as none.
@@ -108,12 +119,7 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
     at::Tensor mean = layer_norm ? at::empty({rows}, x.options().dtype(stats_type)) : at::Tensor();
     at::Tensor y = at::empty_like(x);
 
-    NormOptions options;
-    options.kind = layer_norm ? NormKind::kLayerNorm : NormKind::kRMSNorm;
-    options.eps = eps;
-    options.eps_placement = static_cast<EpsPlacement>(placement);
-    options.p = p;
-    options.num_threads = at::get_num_threads();
+    const NormOptions options = norm_options(layer_norm, eps, p, placement);
     const DType param_dtype = w.defined() ? engine_dtype(w, "weight") : b.defined() ? engine_dtype(b, "bias") : DType::kFloat32;
     ForwardArgs a;
     a.rows = rows;
@@ -126,7 +132,9 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
     engine_call([&] { rmsnorm::forward(options, a); });
 
     ctx->save_for_backward({x, w, inv_rms, mean});
-    ctx->saved_data["options"] = c10::IValue(std::vector<double>{eps, p, static_cast<double>(placement)});
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["placement"] = placement;
     ctx->saved_data["layer_norm"] = layer_norm;
     ctx->saved_data["n"] = n;
     ctx->saved_data["normalized_shape"] = normalized_shape;
@@ -143,7 +151,6 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
     const at::Tensor& w = saved[1];
     const at::Tensor& inv_rms = saved[2];
     const at::Tensor& mean = saved[3];
-    const std::vector<double> o = ctx->saved_data["options"].toDoubleVector();
     const bool layer_norm = ctx->saved_data["layer_norm"].toBool();
     const int64_t n = ctx->saved_data["n"].toInt();
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
@@ -162,12 +169,9 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
                            ? at::empty({n}, x.options().dtype(dtype == DType::kFloat64 ? at::kDouble : at::kFloat))
                            : at::Tensor();
 
-    NormOptions options;
-    options.kind = layer_norm ? NormKind::kLayerNorm : NormKind::kRMSNorm;
-    options.eps = o[0];
-    options.p = o[1];
-    options.eps_placement = static_cast<EpsPlacement>(static_cast<int>(o[2]));
-    options.num_threads = at::get_num_threads();
+    const NormOptions options =
+        norm_options(layer_norm, ctx->saved_data["eps"].toDouble(), ctx->saved_data["p"].toDouble(),
+                     ctx->saved_data["placement"].toInt());
     BackwardArgs a;
     a.rows = rows;
     a.n = n;
