@@ -220,4 +220,61 @@ std::vector<DType> all_dtypes() { return {DType::kFloat32, DType::kBFloat16, DTy
 ForceStreaming::ForceStreaming() { cpu::set_stream_threshold_override(0); }
 ForceStreaming::~ForceStreaming() { cpu::set_stream_threshold_override(-1); }
 
+namespace {
+
+// The size of the terms of dx_j: (|gy_j| + rms(gy) (1 + (|x_j| + |mean|) / r)) / r.
+// dx can cancel to near 0 (n = 1, dy along y, LayerNorm rows of nearly equal
+// values); errors are measured against these terms.
+reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference::Matrix& dy,
+                                     const std::vector<double>& weight, const reference::ForwardResult& fw) {
+  reference::Matrix m = x;
+  for (int64_t r = 0; r < x.rows; ++r) {
+    double sum = 0;
+    for (int64_t c = 0; c < x.n; ++c) {
+      const double gy = dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]);
+      sum += gy * gy;
+    }
+    const double rms_gy = std::sqrt(sum / static_cast<double>(x.n));
+    for (int64_t c = 0; c < x.n; ++c) {
+      const double gy = dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]);
+      const double x_terms = (std::fabs(x.at(r, c)) + std::fabs(fw.mean[r])) * fw.inv_rms[r];
+      m.at(r, c) = (std::fabs(gy) + rms_gy * (1 + x_terms)) * fw.inv_rms[r];
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+std::string check_backward_outputs(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy,
+                                   const TypedVector& weight, const TypedMatrix& dx, const void* dweight,
+                                   DType dweight_dtype, const void* dbias) {
+  const int64_t rows = x.rows, n = x.n;
+  const reference::Matrix xv = x.values(), dyv = dy.values();
+  const reference::BackwardResult want = reference::backward(o, xv, dyv, weight.values);
+  const reference::ForwardResult fw = reference::forward(o, xv, {}, {});
+  const reference::Matrix magnitude = gradient_magnitude(xv, dyv, weight.values, fw);
+  if (std::string e = compare_rows(dx, want.dx, &magnitude); !e.empty()) return "dx: " + e;
+  // dweight's terms are dy * xhat. LayerNorm's mean is a float sum whose
+  // rounding scales with the row's spread (~r, so ~1 in xhat units); it shifts
+  // every xhat_j, also where x_j - mean is small.
+  const double mean_term = o.kind == NormKind::kLayerNorm ? 1.0 : 0.0;
+  std::vector<double> dw_magnitude(static_cast<size_t>(n)), db_magnitude(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c) {
+      const double x_terms = (std::fabs(xv.at(r, c)) + std::fabs(fw.mean[r])) * fw.inv_rms[r] + mean_term;
+      dw_magnitude[c] += std::fabs(dyv.at(r, c)) * x_terms;
+      db_magnitude[c] += std::fabs(dyv.at(r, c));
+    }
+  if (dbias) {
+    if (std::string e = compare_sum(DType::kFloat32, dbias, want.dbias, db_magnitude, rows, n); !e.empty())
+      return "dbias: " + e;
+  }
+  if (dweight) {
+    if (std::string e = compare_sum(dweight_dtype, dweight, want.dweight, dw_magnitude, rows, n); !e.empty())
+      return "dweight: " + e;
+  }
+  return "";
+}
+
 }  // namespace rmsnorm::testing

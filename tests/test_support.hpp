@@ -66,6 +66,13 @@ std::string compare_rows(const TypedMatrix& actual, const reference::Matrix& exp
 std::string compare_sum(DType dtype, const void* actual, const std::vector<double>& expected,
                         const std::vector<double>& magnitude, int64_t rows, int64_t n);
 
+// Backward outputs against the reference: dx (rows, with the terms' sizes),
+// dweight in dweight_dtype and dbias in float32 (each skipped when null), with
+// compare_sum's bounds. Returns "" or what failed.
+std::string check_backward_outputs(const NormOptions& options, const TypedMatrix& x, const TypedMatrix& dy,
+                                   const TypedVector& weight, const TypedMatrix& dx, const void* dweight,
+                                   DType dweight_dtype, const void* dbias);
+
 double float32_tolerance(int64_t n);
 
 // Runs body once per SIMD target, with dispatch restricted to it.
