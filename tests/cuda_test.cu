@@ -152,9 +152,15 @@ class EmulatedBackend : public Backend {
       std::vector<Acc> partial(static_cast<size_t>(2 * kEmulatedTeams * n), Acc(-1));  // garbage: must be overwritten
       if (a.dweight.data) params.partial_dweight = partial.data();
       if (a.dbias.data) params.partial_dbias = partial.data() + kEmulatedTeams * n;
+      // Resident teams accumulate in a scratch area (shared memory on the
+      // GPU), streaming ones in their partial rows: both paths are run.
+      std::vector<Acc> scratch(static_cast<size_t>(2 * n), Acc(-1));
       run_teams(g.team_size, [&](HostTeam& team, int64_t t) {
+        Acc* scratch_dweight = g.resident && params.partial_dweight ? scratch.data() : nullptr;
+        Acc* scratch_dbias = g.resident && params.partial_dbias ? scratch.data() + n : nullptr;
         cuda::detail::backward_rows<T, std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>,
-                                    decltype(vec)::value, decltype(packs)::value>(team, t, kEmulatedTeams, params);
+                                    decltype(vec)::value, decltype(packs)::value>(team, t, kEmulatedTeams, params,
+                                                                                  scratch_dweight, scratch_dbias);
       });
       for (const auto& [out, sums] : {std::pair{a.dweight, params.partial_dweight}, {a.dbias, params.partial_dbias}}) {
         if (!out.data) continue;

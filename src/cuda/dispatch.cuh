@@ -59,7 +59,8 @@ void with_forward_program(const cpu::ForwardPlan& p, F&& f) {
     using TW = decltype(tw);
     const int64_t es = sizeof(T);
     const bool aligned = aligned16(p.x, p.x_stride * es) && aligned16(p.y, p.y_stride * es) &&
-                         aligned16(p.residual, p.residual_stride * es);
+                         aligned16(p.residual, p.residual_stride * es) && aligned16(p.weight, 0) &&
+                         aligned16(p.bias, 0);
     const Geometry g = choose_geometry(p.norm.n, sizeof(T), aligned, /*backward=*/false);
     const ForwardParams<T, TW> params{device_norm(p.norm),
                                       p.rows,
@@ -86,7 +87,7 @@ void with_backward_program(const cpu::BackwardPlan& p, F&& f) {
     using TW = decltype(tw);
     const int64_t es = sizeof(T);
     const bool aligned = aligned16(p.x, p.x_stride * es) && aligned16(p.dy, p.dy_stride * es) &&
-                         aligned16(p.dx, p.dx_stride * es);
+                         aligned16(p.dx, p.dx_stride * es) && aligned16(p.weight, 0);
     const Geometry g = choose_geometry(p.norm.n, sizeof(T), aligned, /*backward=*/true);
     const BackwardParams<T, TW> params{device_norm(p.norm),
                                        p.rows,

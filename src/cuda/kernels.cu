@@ -66,17 +66,28 @@ __global__ void __launch_bounds__(kLargestForwardTeam) forward_kernel(ForwardPar
   }
 }
 
+// Each team's dweight/dbias accumulators (scratch_per_team elements: n for
+// each gradient asked for) are in dynamic shared memory when scratch_per_team
+// is not 0, else in the team's partial rows in global memory.
 template <typename T, typename TW, int VEC, int PACKS, bool WARP_TEAMS>
-__global__ void __launch_bounds__(kLargestBackwardTeam) backward_kernel(BackwardParams<T, TW> a) {
+__global__ void __launch_bounds__(kLargestBackwardTeam)
+    backward_kernel(BackwardParams<T, TW> a, int64_t scratch_per_team) {
+  using Acc = Partial<T>;
+  extern __shared__ __align__(16) unsigned char dynamic_shared[];
+  const int64_t teams_per_block = WARP_TEAMS ? blockDim.x >> 5 : 1;
+  const int64_t team_in_block = WARP_TEAMS ? threadIdx.x >> 5 : 0;
+  Acc* scratch = scratch_per_team ? reinterpret_cast<Acc*>(dynamic_shared) + team_in_block * scratch_per_team : nullptr;
+  Acc* scratch_dweight = scratch && a.partial_dweight ? scratch : nullptr;
+  Acc* scratch_dbias = scratch && a.partial_dbias ? scratch + (a.partial_dweight ? a.norm.n : 0) : nullptr;
+  const int64_t team_index = blockIdx.x * teams_per_block + team_in_block;
+  const int64_t team_count = gridDim.x * teams_per_block;
   if constexpr (WARP_TEAMS) {
     WarpTeam team;
-    const int64_t teams_per_block = blockDim.x >> 5;
-    backward_rows<T, TW, VEC, PACKS>(team, blockIdx.x * teams_per_block + (threadIdx.x >> 5),
-                                     gridDim.x * teams_per_block, a);
+    backward_rows<T, TW, VEC, PACKS>(team, team_index, team_count, a, scratch_dweight, scratch_dbias);
   } else {
     __shared__ double shared[32];
     BlockTeam team{shared};
-    backward_rows<T, TW, VEC, PACKS>(team, blockIdx.x, gridDim.x, a);
+    backward_rows<T, TW, VEC, PACKS>(team, team_index, team_count, a, scratch_dweight, scratch_dbias);
   }
 }
 
@@ -111,9 +122,10 @@ int multiprocessors() {
 // Blocks for `rows` rows: one team per row up to as many blocks as the device
 // keeps resident at once (more would only queue), at least one.
 template <class Kernel>
-int64_t grid_for(Kernel kernel, const Geometry& g, int64_t rows) {
+int64_t grid_for(Kernel kernel, const Geometry& g, int64_t rows, size_t dynamic_shared_bytes = 0) {
   int per_multiprocessor = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, g.block_threads, 0),
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, g.block_threads,
+                                                      dynamic_shared_bytes),
         "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   const int64_t resident = static_cast<int64_t>(std::max(per_multiprocessor, 1)) * multiprocessors();
   const int64_t wanted = (rows + g.teams_per_block() - 1) / g.teams_per_block();
@@ -170,14 +182,31 @@ void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Ve
     using TW = std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>;
     using Acc = Partial<T>;
     auto run = [&](auto kernel) {
+      const bool accumulate = dweight.data || dbias.data;
+      // The accumulators go to shared memory when a block's fit.
+      int64_t scratch_per_team = ((dweight.data ? 1 : 0) + (dbias.data ? 1 : 0)) * n;
+      size_t shared_bytes = static_cast<size_t>(scratch_per_team * g.teams_per_block()) * sizeof(Acc);
+      if (shared_bytes > 0 && shared_bytes > 48 * 1024) {
+        int device = 0, optin = 0;
+        check(cudaGetDevice(&device), "cudaGetDevice");
+        check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+        if (shared_bytes + 1024 <= static_cast<size_t>(optin)) {
+          check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
+                "cudaFuncSetAttribute");
+        } else {
+          scratch_per_team = 0;
+          shared_bytes = 0;
+        }
+      }
       // The team count fixes the partial sums' order: it depends only on the
       // device and the shape. Partials are capped at 256 MiB.
-      int64_t grid = grid_for(kernel, g, std::max<int64_t>(p.rows, 1));
-      const int64_t bytes_per_block = 2 * n * static_cast<int64_t>(sizeof(Acc)) * g.teams_per_block();
-      grid = std::max<int64_t>(1, std::min(grid, (int64_t{256} << 20) / bytes_per_block));
+      int64_t grid = grid_for(kernel, g, std::max<int64_t>(p.rows, 1), shared_bytes);
+      if (accumulate) {
+        const int64_t bytes_per_block = 2 * n * static_cast<int64_t>(sizeof(Acc)) * g.teams_per_block();
+        grid = std::max<int64_t>(1, std::min(grid, (int64_t{256} << 20) / bytes_per_block));
+      }
       const int64_t teams = grid * g.teams_per_block();
       Acc* partial = nullptr;
-      const bool accumulate = dweight.data || dbias.data;
       if (accumulate) {
         check(cudaMallocAsync(reinterpret_cast<void**>(&partial), static_cast<size_t>(2 * teams * n) * sizeof(Acc),
                               stream),
@@ -186,7 +215,7 @@ void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Ve
       params.partial_dweight = dweight.data ? partial : nullptr;
       params.partial_dbias = dbias.data ? partial + teams * n : nullptr;
       if (p.rows > 0 || accumulate) {
-        kernel<<<static_cast<unsigned>(grid), g.block_threads, 0, stream>>>(params);
+        kernel<<<static_cast<unsigned>(grid), g.block_threads, shared_bytes, stream>>>(params, scratch_per_team);
         check(cudaGetLastError(), "backward kernel launch");
       }
       reduce_into<T>(dweight, params.partial_dweight, teams, n, stream);

@@ -135,6 +135,38 @@ RMSNORM_HD void for_each_owned_pack(int rank, int size, int64_t packs, F&& f) {
   }
 }
 
+// Parameters (weight, bias) for pack j as float32, in 16-byte loads where the
+// pack covers whole 16-byte pieces of them; absent parameters read as `absent`.
+template <int VEC>
+struct Floats {
+  float v[VEC];
+};
+template <typename TW, int VEC>
+RMSNORM_HD Floats<VEC> load_param_floats(const TW* p, int64_t n, int64_t j, float absent) {
+  constexpr int kPer16 = static_cast<int>(16 / sizeof(TW));
+  const int64_t c = j * VEC;
+  Floats<VEC> out;
+  if (p == nullptr) {
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) out.v[e] = absent;
+    return out;
+  }
+  if constexpr (VEC > 1 && VEC % kPer16 == 0) {
+    if (c + VEC <= n) {
+#pragma unroll
+      for (int h = 0; h < VEC / kPer16; ++h) {
+        const Pack<TW, kPer16> q = *reinterpret_cast<const Pack<TW, kPer16>*>(p + c + h * kPer16);
+#pragma unroll
+        for (int e = 0; e < kPer16; ++e) out.v[h * kPer16 + e] = to_float(q.v[e]);
+      }
+      return out;
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < VEC; ++e) out.v[e] = c + e < n ? to_float(p[c + e]) : absent;
+  return out;
+}
+
 // ---------------------------------------------------------------- reductions
 
 struct Add {
@@ -378,28 +410,35 @@ RMSNORM_HD void forward_rows(Team& team, int64_t team_index, int64_t team_count,
       if (a.saved_mean) a.saved_mean[row] = static_cast<SavedStat<T>>(st.mean);
     }
     T* out = a.y + row * a.y_stride;
-    const float inv_r = static_cast<float>(st.inv_r);
-    for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
-      const Pack<T, VEC> p = get(i, j);
-      Pack<T, VEC> q;
+    // One loop per path, so the common float32 loop carries no double registers.
+    if (!st.wide) {
+      const float inv_r = static_cast<float>(st.inv_r);
+      for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        const Pack<T, VEC> p = get(i, j);
+        const Floats<VEC> w = load_param_floats<TW, VEC>(a.weight, n, j, 1.0f);
+        const Floats<VEC> b = load_param_floats<TW, VEC>(a.bias, n, j, 0.0f);
+        Pack<T, VEC> q;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) {
-        const int64_t c = j * VEC + e;
-        const int64_t cw = c < n ? c : n - 1;  // parameters are read only inside the row
-        if (!st.wide) {
-          float v = ((to_float(p.v[e]) - st.mean_hi) - st.mean_lo) * inv_r;
-          if (a.weight) v *= to_float(a.weight[cw]);
-          if (a.bias) v += to_float(a.bias[cw]);
-          q.v[e] = from_float<T>(v);
-        } else {
+        for (int e = 0; e < VEC; ++e) {
+          q.v[e] = from_float<T>(::fmaf(((to_float(p.v[e]) - st.mean_hi) - st.mean_lo) * inv_r, w.v[e], b.v[e]));
+        }
+        store_pack<T, VEC>(out, n, j, q);
+      });
+    } else {
+      for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        const Pack<T, VEC> p = get(i, j);
+        Pack<T, VEC> q;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+          const int64_t cw = j * VEC + e < n ? j * VEC + e : n - 1;  // parameters are read only inside the row
           double v = ((to_double(p.v[e]) - st.mean) - st.mean_correction) * st.inv_r;
           if (a.weight) v *= to_double(a.weight[cw]);
           if (a.bias) v += to_double(a.bias[cw]);
           q.v[e] = from_double<T>(v);
         }
-      }
-      store_pack<T, VEC>(out, n, j, q);
-    });
+        store_pack<T, VEC>(out, n, j, q);
+      });
+    }
   }
 }
 
@@ -408,29 +447,33 @@ RMSNORM_HD void forward_rows(Team& team, int64_t team_index, int64_t team_count,
 // Gradients of rows team_index, team_index + team_count, ... of `a`: dx, and
 // this team's dweight/dbias partial sums in row `team_index` of the partials.
 // dx may be dy itself: a thread reads its dy values before it stores them.
+//
+// The team adds its rows' dweight/dbias terms into `scratch_dweight` /
+// `scratch_dbias` (n each; shared memory on the GPU when it fits, else the
+// partial rows themselves) and copies them to its partial rows at the end.
+// Every thread touches only its own columns there, so no synchronization is
+// needed, and the registers stay free for the row itself.
 template <typename T, typename TW, int VEC, int PACKS, class Team>
-RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count, const BackwardParams<T, TW>& a) {
+RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count, const BackwardParams<T, TW>& a,
+                              Partial<T>* scratch_dweight, Partial<T>* scratch_dbias) {
   using Acc = Partial<T>;
   const Norm& norm = a.norm;
   const int64_t n = norm.n, packs = (n + VEC - 1) / VEC;
   const int rank = team.rank(), size = team.size();
   Pack<T, VEC> x_slot[PACKS > 0 ? PACKS : 1], dy_slot[PACKS > 0 ? PACKS : 1];
-  // Resident teams add their rows' dweight/dbias terms in registers and store
-  // them once; streaming teams add into their partial rows in memory.
-  constexpr int kAccumulators = PACKS > 0 ? PACKS * VEC : 1;
-  Acc dweight_acc[kAccumulators], dbias_acc[kAccumulators];
-#pragma unroll
-  for (int i = 0; i < kAccumulators; ++i) dweight_acc[i] = dbias_acc[i] = Acc(0);
   Acc* partial_dweight = a.partial_dweight ? a.partial_dweight + team_index * n : nullptr;
   Acc* partial_dbias = a.partial_dbias ? a.partial_dbias + team_index * n : nullptr;
-  if constexpr (PACKS == 0) {
+  Acc* acc_dweight = partial_dweight ? (scratch_dweight ? scratch_dweight : partial_dweight) : nullptr;
+  Acc* acc_dbias = partial_dbias ? (scratch_dbias ? scratch_dbias : partial_dbias) : nullptr;
+  auto for_each_owned_column = [&](auto&& f) {
     for_each_owned_pack<PACKS>(rank, size, packs, [&](int, int64_t j) {
-      for (int64_t c = j * VEC; c < n && c < (j + 1) * VEC; ++c) {
-        if (partial_dweight) partial_dweight[c] = Acc(0);
-        if (partial_dbias) partial_dbias[c] = Acc(0);
-      }
+      for (int64_t c = j * VEC; c < n && c < (j + 1) * VEC; ++c) f(c);
     });
-  }
+  };
+  for_each_owned_column([&](int64_t c) {
+    if (acc_dweight) acc_dweight[c] = Acc(0);
+    if (acc_dbias) acc_dbias[c] = Acc(0);
+  });
   for (int64_t row = team_index; row < a.rows; row += team_count) {
     const T* xr = a.x + row * a.x_stride;
     const T* dyr = a.dy + row * a.dy_stride;
@@ -456,7 +499,6 @@ RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count
     };
     // Parameters are read only inside the row (c < n).
     auto weight_at = [&](int64_t c) { return a.weight ? to_double(a.weight[c < n ? c : n - 1]) : 1.0; };
-    auto weight_f = [&](int64_t c) { return a.weight ? to_float(a.weight[c < n ? c : n - 1]) : 1.0f; };
 
     // Saved statistics are used as given, except for the "outside" placement,
     // whose s = r - eps would cancel; there they are recomputed.
@@ -474,29 +516,35 @@ RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count
       st = row_statistics<T, VEC, PACKS>(team, norm, get_x);
     }
 
-    // The row sums: float32 within a thread unless the row is wide.
+    // The row sums: float32 within a thread unless the row is wide. c is summed
+    // over the whole row (SPEC section 3). Elements past n are zero.
     double sum_gy = 0.0, dot = 0.0;
-    {
+    if (!st.wide) {
       float sum_gy_f = 0.0f, dot_f = 0.0f;
+      for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        const Pack<T, VEC> xp = get_x(i, j), dp = get_dy(i, j);
+        const Floats<VEC> w = load_param_floats<TW, VEC>(a.weight, n, j, 1.0f);
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+          const float gy = to_float(dp.v[e]) * w.v[e];
+          sum_gy_f += gy;
+          dot_f = ::fmaf(gy, (to_float(xp.v[e]) - st.mean_hi) - st.mean_lo, dot_f);
+        }
+      });
+      sum_gy = sum_gy_f;
+      dot = dot_f;
+    } else {
       for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
         const Pack<T, VEC> xp = get_x(i, j), dp = get_dy(i, j);
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
           const int64_t c = j * VEC + e;
           if (c >= n) continue;
-          if (st.wide) {
-            const double gy = to_double(dp.v[e]) * weight_at(c);
-            sum_gy += gy;
-            dot += gy * ((to_double(xp.v[e]) - st.mean) - st.mean_correction);  // the whole row (SPEC section 3)
-          } else {
-            const float gy = to_float(dp.v[e]) * weight_f(c);
-            sum_gy_f += gy;
-            dot_f = ::fmaf(gy, (to_float(xp.v[e]) - st.mean_hi) - st.mean_lo, dot_f);
-          }
+          const double gy = to_double(dp.v[e]) * weight_at(c);
+          sum_gy += gy;
+          dot += gy * ((to_double(xp.v[e]) - st.mean) - st.mean_correction);
         }
       });
-      sum_gy += sum_gy_f;
-      dot += dot_f;
     }
     if (norm.centered) sum_gy = team.reduce(sum_gy, Add{});
     dot = team.reduce(dot, Add{});
@@ -514,49 +562,45 @@ RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count
                 coef_f = static_cast<float>(coef);
     const bool wide = st.wide || !::isfinite(a_f) || !::isfinite(coef_f) || !::isfinite(shift_f);
     T* dxr = a.dx + row * a.dx_stride;
-    for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
-      const Pack<T, VEC> xp = get_x(i, j), dp = get_dy(i, j);
-      Pack<T, VEC> out;
+    auto accumulate = [&](int64_t c, Acc dweight_term, Acc dbias_term) {
+      if (c < n) {
+        if (acc_dweight) acc_dweight[c] += dweight_term;
+        if (acc_dbias) acc_dbias[c] += dbias_term;
+      }
+    };
+    if (!wide) {
+      for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        const Pack<T, VEC> xp = get_x(i, j), dp = get_dy(i, j);
+        const Floats<VEC> w = load_param_floats<TW, VEC>(a.weight, n, j, 1.0f);
+        Pack<T, VEC> out;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) {
-        const int64_t c = j * VEC + e;
-        Acc dweight_term, dbias_term;
-        if (wide) {
-          const double d = to_double(dp.v[e]), centered = (to_double(xp.v[e]) - st.mean) - st.mean_correction;
-          dweight_term = static_cast<Acc>(d * centered * st.inv_r);
-          dbias_term = static_cast<Acc>(d);
-          out.v[e] = from_double<T>(st.inv_r * (d * weight_at(c) + shift) - (c < norm.k ? centered * coef : 0.0));
-        } else {
+        for (int e = 0; e < VEC; ++e) {
+          const int64_t c = j * VEC + e;
           const float d = to_float(dp.v[e]), centered = (to_float(xp.v[e]) - st.mean_hi) - st.mean_lo;
-          dweight_term = static_cast<Acc>(d * centered * a_f);
-          dbias_term = static_cast<Acc>(d);
-          const float gy = d * weight_f(c);
-          out.v[e] = from_float<T>(a_f * (gy + shift_f) - (c < norm.k ? centered * coef_f : 0.0f));
+          accumulate(c, static_cast<Acc>(d * centered * a_f), static_cast<Acc>(d));
+          out.v[e] = from_float<T>(a_f * ::fmaf(d, w.v[e], shift_f) - (c < norm.k ? centered * coef_f : 0.0f));
         }
-        if (c < n) {
-          if constexpr (PACKS > 0) {
-            dweight_acc[i * VEC + e] += dweight_term;
-            dbias_acc[i * VEC + e] += dbias_term;
-          } else {
-            if (partial_dweight) partial_dweight[c] += dweight_term;
-            if (partial_dbias) partial_dbias[c] += dbias_term;
-          }
-        }
-      }
-      store_pack<T, VEC>(dxr, n, j, out);
-    });
-  }
-  if constexpr (PACKS > 0) {
-    for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        store_pack<T, VEC>(dxr, n, j, out);
+      });
+    } else {
+      for_each_owned_pack<PACKS>(rank, size, packs, [&](int i, int64_t j) {
+        const Pack<T, VEC> xp = get_x(i, j), dp = get_dy(i, j);
+        Pack<T, VEC> out;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) {
-        const int64_t c = j * VEC + e;
-        if (c >= n) continue;
-        if (partial_dweight) partial_dweight[c] = dweight_acc[i * VEC + e];
-        if (partial_dbias) partial_dbias[c] = dbias_acc[i * VEC + e];
-      }
-    });
+        for (int e = 0; e < VEC; ++e) {
+          const int64_t c = j * VEC + e;
+          const double d = to_double(dp.v[e]), centered = (to_double(xp.v[e]) - st.mean) - st.mean_correction;
+          accumulate(c, static_cast<Acc>(d * centered * st.inv_r), static_cast<Acc>(d));
+          out.v[e] = from_double<T>(st.inv_r * (d * weight_at(c) + shift) - (c < norm.k ? centered * coef : 0.0));
+        }
+        store_pack<T, VEC>(dxr, n, j, out);
+      });
+    }
   }
+  for_each_owned_column([&](int64_t c) {
+    if (acc_dweight != partial_dweight) partial_dweight[c] = acc_dweight[c];
+    if (acc_dbias != partial_dbias) partial_dbias[c] = acc_dbias[c];
+  });
 }
 
 // Column c of dweight/dbias: the teams' partial sums added in team order, in
