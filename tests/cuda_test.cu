@@ -20,6 +20,7 @@
 #include <memory>
 #include <functional>
 
+#include "rmsnorm/cuda.h"
 #include "rmsnorm/cuda.hpp"
 #include "src/api/plans.hpp"
 #include "src/cuda/dispatch.cuh"
@@ -595,6 +596,31 @@ TEST(Cuda, HostPointersAreRejectedByName) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("x: expected device"), std::string::npos) << e.what();
   }
+}
+
+TEST(Cuda, CApiReportsErrorsAsStatusesWithMessages) {
+  std::vector<float> x(64, 1.0f), y(64, 7.0f);
+  const rmsnorm_options o = rmsnorm_default_options();
+  EXPECT_EQ(rmsnorm_cuda_forward(&o, -1, 16, RMSNORM_FLOAT32, x.data(), 16, y.data(), 16, nullptr, nullptr,
+                                 RMSNORM_FLOAT32, nullptr, nullptr, nullptr),
+            RMSNORM_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(rmsnorm_last_error()).find("rows"), std::string::npos) << rmsnorm_last_error();
+  EXPECT_EQ(rmsnorm_cuda_backward(nullptr, 4, 16, RMSNORM_FLOAT32, x.data(), 16, x.data(), 16, nullptr,
+                                  RMSNORM_FLOAT32, nullptr, nullptr, y.data(), 16, nullptr, nullptr, nullptr),
+            RMSNORM_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(rmsnorm_last_error()).find("options"), std::string::npos) << rmsnorm_last_error();
+  // Valid shapes on host memory: no device here, or host pointers there.
+  const rmsnorm_status status = rmsnorm_cuda_forward(&o, 4, 16, RMSNORM_FLOAT32, x.data(), 16, y.data(), 16, nullptr,
+                                                     nullptr, RMSNORM_FLOAT32, nullptr, nullptr, nullptr);
+  const std::string message = rmsnorm_last_error();
+  if (cuda::device_info().available) {
+    EXPECT_EQ(status, RMSNORM_INVALID_ARGUMENT);
+    EXPECT_NE(message.find("x: expected device"), std::string::npos) << message;
+  } else {
+    EXPECT_EQ(status, RMSNORM_INTERNAL_ERROR);
+    EXPECT_NE(message.find("CUDA"), std::string::npos) << message;
+  }
+  EXPECT_EQ(y, std::vector<float>(64, 7.0f));
 }
 
 TEST(Cuda, DeviceInfoExplainsItself) {

@@ -1,19 +1,26 @@
 // The C API: translate to the C++ API and turn exceptions into statuses.
 #include "rmsnorm/rmsnorm.h"
 
+#include <functional>
 #include <new>
 #include <string>
 
 #include "rmsnorm/rmsnorm.hpp"
 #include "rmsnorm/version.h"
+#include "src/api/c_support.hpp"
 
 namespace {
 
 thread_local std::string g_last_error;
 thread_local std::string g_simd_target;
 
-template <class F>
-rmsnorm_status guarded(F&& f) {
+rmsnorm::DType dtype(rmsnorm_dtype d) { return static_cast<rmsnorm::DType>(d); }
+
+}  // namespace
+
+namespace rmsnorm::c_api {
+
+rmsnorm_status guarded(const std::function<void()>& f) {
   try {
     f();
     g_last_error.clear();
@@ -30,22 +37,67 @@ rmsnorm_status guarded(F&& f) {
   }
 }
 
-rmsnorm::NormOptions to_options(const rmsnorm_options* o) {
+NormOptions to_options(const rmsnorm_options* o) {
   if (!o) throw rmsnorm::Error("options: null pointer (use rmsnorm_default_options())");
-  rmsnorm::NormOptions options;
-  options.kind = static_cast<rmsnorm::NormKind>(o->kind);
+  NormOptions options;
+  options.kind = static_cast<NormKind>(o->kind);
   options.eps = o->eps;
-  options.eps_placement = static_cast<rmsnorm::EpsPlacement>(o->eps_placement);
+  options.eps_placement = static_cast<EpsPlacement>(o->eps_placement);
   options.p = o->p;
   options.num_threads = o->num_threads;
   return options;
 }
 
-rmsnorm::DType dtype(rmsnorm_dtype d) { return static_cast<rmsnorm::DType>(d); }
+ForwardArgs forward_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride, void* y,
+                         int64_t y_stride, const void* weight, const void* bias, rmsnorm_dtype param_dtype,
+                         void* saved_inv_rms, void* saved_mean) {
+  ForwardArgs a;
+  a.rows = rows;
+  a.n = n;
+  a.x = {x, dtype(data_dtype), x_stride};
+  a.y = {y, dtype(data_dtype), y_stride};
+  a.weight = {weight, dtype(param_dtype)};
+  a.bias = {bias, dtype(param_dtype)};
+  a.saved = {saved_inv_rms, saved_mean};
+  return a;
+}
 
-}  // namespace
+FusedAddArgs fused_add_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
+                            void* residual, int64_t residual_stride, void* y, int64_t y_stride, const void* weight,
+                            const void* bias, rmsnorm_dtype param_dtype) {
+  FusedAddArgs a;
+  a.rows = rows;
+  a.n = n;
+  a.x = {x, dtype(data_dtype), x_stride};
+  a.residual = {residual, dtype(data_dtype), residual_stride};
+  a.y = {y, dtype(data_dtype), y_stride};
+  a.weight = {weight, dtype(param_dtype)};
+  a.bias = {bias, dtype(param_dtype)};
+  return a;
+}
+
+BackwardArgs backward_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
+                           const void* dy, int64_t dy_stride, const void* weight, rmsnorm_dtype param_dtype,
+                           const void* saved_inv_rms, const void* saved_mean, void* dx, int64_t dx_stride,
+                           void* dweight, float* dbias) {
+  BackwardArgs a;
+  a.rows = rows;
+  a.n = n;
+  a.x = {x, dtype(data_dtype), x_stride};
+  a.dy = {dy, dtype(data_dtype), dy_stride};
+  a.weight = {weight, dtype(param_dtype)};
+  a.saved = {saved_inv_rms, saved_mean};
+  a.dx = {dx, dtype(data_dtype), dx_stride};
+  a.dweight = {dweight, dtype(param_dtype)};
+  a.dbias = {dbias, DType::kFloat32};
+  return a;
+}
+
+}  // namespace rmsnorm::c_api
 
 extern "C" {
+
+using namespace rmsnorm::c_api;
 
 rmsnorm_options rmsnorm_default_options(void) {
   const rmsnorm::NormOptions d;
@@ -58,15 +110,8 @@ rmsnorm_status rmsnorm_forward(const rmsnorm_options* options, int64_t rows, int
                                const void* bias, rmsnorm_dtype param_dtype, void* saved_inv_rms,
                                void* saved_mean) {
   return guarded([&] {
-    rmsnorm::ForwardArgs a;
-    a.rows = rows;
-    a.n = n;
-    a.x = {x, dtype(data_dtype), x_stride};
-    a.y = {y, dtype(data_dtype), y_stride};
-    a.weight = {weight, dtype(param_dtype)};
-    a.bias = {bias, dtype(param_dtype)};
-    a.saved = {saved_inv_rms, saved_mean};
-    rmsnorm::forward(to_options(options), a);
+    rmsnorm::forward(to_options(options), forward_args(rows, n, data_dtype, x, x_stride, y, y_stride, weight, bias,
+                                                       param_dtype, saved_inv_rms, saved_mean));
   });
 }
 
@@ -75,15 +120,9 @@ rmsnorm_status rmsnorm_fused_add_forward(const rmsnorm_options* options, int64_t
                                          void* residual, int64_t residual_stride, void* y, int64_t y_stride,
                                          const void* weight, const void* bias, rmsnorm_dtype param_dtype) {
   return guarded([&] {
-    rmsnorm::FusedAddArgs a;
-    a.rows = rows;
-    a.n = n;
-    a.x = {x, dtype(data_dtype), x_stride};
-    a.residual = {residual, dtype(data_dtype), residual_stride};
-    a.y = {y, dtype(data_dtype), y_stride};
-    a.weight = {weight, dtype(param_dtype)};
-    a.bias = {bias, dtype(param_dtype)};
-    rmsnorm::fused_add_forward(to_options(options), a);
+    rmsnorm::fused_add_forward(to_options(options),
+                               fused_add_args(rows, n, data_dtype, x, x_stride, residual, residual_stride, y, y_stride,
+                                              weight, bias, param_dtype));
   });
 }
 
@@ -93,17 +132,9 @@ rmsnorm_status rmsnorm_backward(const rmsnorm_options* options, int64_t rows, in
                                 const void* saved_mean, void* dx, int64_t dx_stride, void* dweight,
                                 float* dbias) {
   return guarded([&] {
-    rmsnorm::BackwardArgs a;
-    a.rows = rows;
-    a.n = n;
-    a.x = {x, dtype(data_dtype), x_stride};
-    a.dy = {dy, dtype(data_dtype), dy_stride};
-    a.weight = {weight, dtype(param_dtype)};
-    a.saved = {saved_inv_rms, saved_mean};
-    a.dx = {dx, dtype(data_dtype), dx_stride};
-    a.dweight = {dweight, dtype(param_dtype)};
-    a.dbias = {dbias, rmsnorm::DType::kFloat32};
-    rmsnorm::backward(to_options(options), a);
+    rmsnorm::backward(to_options(options), backward_args(rows, n, data_dtype, x, x_stride, dy, dy_stride, weight,
+                                                         param_dtype, saved_inv_rms, saved_mean, dx, dx_stride,
+                                                         dweight, dbias));
   });
 }
 
