@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <ucontext.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -400,7 +401,8 @@ TEST_P(CudaBackend, ForwardMatchesReferenceForEveryDtypeSizeAndLayout) {
   // fp16, 16384 float32, 8192 float64 elements per row) and streaming beyond.
   // The emulator runs a host thread per team member: its long rows are fewer.
   std::vector<int64_t> sizes = {1, 3, 8, 17, 100, 1000, 4097, 16384, 16385, 40000};
-  if (on_gpu()) sizes.push_back(int64_t{1} << 20);
+  // RMSNORM_CUDA_TEST_QUICK (set for the compute-sanitizer runs) leaves out 2^20.
+  if (on_gpu() && !std::getenv("RMSNORM_CUDA_TEST_QUICK")) sizes.push_back(int64_t{1} << 20);
   for (DType dtype : all_dtypes()) {
     for (int64_t n : sizes) {
       for (int64_t rows : {1, 5}) {
