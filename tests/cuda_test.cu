@@ -257,25 +257,15 @@ class GpuBackend : public Backend {
   void forward(const NormOptions& o, const ForwardArgs& a) override {
     Staging s;
     ForwardArgs d = a;
-    d.x.data = s.in(a.x.data, matrix_bytes(a.x, a.rows));
-    d.y.data = s.out(a.y.data, matrix_bytes(a.y, a.rows));
-    d.weight.data = s.in(a.weight.data, vector_bytes(a.weight, a.n));
-    d.bias.data = s.in(a.bias.data, vector_bytes(a.bias, a.n));
-    d.saved.inv_rms = s.out(a.saved.inv_rms, stat_bytes(a.x.dtype, a.rows));
-    d.saved.mean = s.out(a.saved.mean, stat_bytes(a.x.dtype, a.rows));
+    stage_forward(s, a, d);
     cuda::forward(o, d);
     s.copy_back();
   }
   void fused_add_forward(const NormOptions& o, const FusedAddArgs& a) override {
     Staging s;
     FusedAddArgs d = a;
-    d.x.data = s.in(a.x.data, matrix_bytes(a.x, a.rows));
+    stage_forward(s, a, d);
     d.residual.data = s.out(a.residual.data, matrix_bytes(a.residual, a.rows));
-    d.y.data = s.out(a.y.data, matrix_bytes(a.y, a.rows));
-    d.weight.data = s.in(a.weight.data, vector_bytes(a.weight, a.n));
-    d.bias.data = s.in(a.bias.data, vector_bytes(a.bias, a.n));
-    d.saved.inv_rms = s.out(a.saved.inv_rms, stat_bytes(a.x.dtype, a.rows));
-    d.saved.mean = s.out(a.saved.mean, stat_bytes(a.x.dtype, a.rows));
     cuda::fused_add_forward(o, d);
     s.copy_back();
   }
@@ -292,6 +282,18 @@ class GpuBackend : public Backend {
     d.dbias.data = s.out(a.dbias.data, vector_bytes(a.dbias, a.n));
     cuda::backward(o, d);
     s.copy_back();
+  }
+
+ private:
+  // The arguments forward and fused_add_forward share.
+  template <class Args>
+  static void stage_forward(Staging& s, const Args& a, Args& d) {
+    d.x.data = s.in(a.x.data, matrix_bytes(a.x, a.rows));
+    d.y.data = s.out(a.y.data, matrix_bytes(a.y, a.rows));
+    d.weight.data = s.in(a.weight.data, vector_bytes(a.weight, a.n));
+    d.bias.data = s.in(a.bias.data, vector_bytes(a.bias, a.n));
+    d.saved.inv_rms = s.out(a.saved.inv_rms, stat_bytes(a.x.dtype, a.rows));
+    d.saved.mean = s.out(a.saved.mean, stat_bytes(a.x.dtype, a.rows));
   }
 };
 
@@ -454,23 +456,27 @@ TEST_P(CudaBackend, RowsBeyondFloat32RangeTakeTheWidePath) {
 TEST_P(CudaBackend, FusedResidualMatchesForwardOfTheRoundedSum) {
   for (DType dtype : all_dtypes()) {
     for (int64_t n : {7, 777, 20000}) {
-      const int64_t rows = 5;
-      const TypedMatrix x = random_matrix(dtype, rows, n, n);
-      TypedMatrix residual = random_matrix(dtype, rows, n, n);
-      TypedMatrix sum = make_matrix(dtype, rows, n, n), y = make_matrix(dtype, rows, n, n);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < n; ++c) sum.set(r, c, x.get(r, c) + residual.get(r, c));
-      FusedAddArgs a;
-      a.rows = rows;
-      a.n = n;
-      a.x = {x.data(), dtype, n};
-      a.residual = {residual.data(), dtype, n};
-      a.y = {y.data(), dtype, n};
-      backend().fused_add_forward(NormOptions{}, a);
-      EXPECT_EQ(residual.bytes, sum.bytes) << dtype_name(dtype) << " n=" << n
-                                           << ": residual must be round(residual + x)";
-      ASSERT_EQ(compare_rows(y, reference::forward(NormOptions{}, sum.values(), {}, {}).y), "")
-          << dtype_name(dtype) << " n=" << n;
+      for (NormKind kind : {NormKind::kRMSNorm, NormKind::kLayerNorm}) {
+        NormOptions o;
+        o.kind = kind;
+        const int64_t rows = 5;
+        const TypedMatrix x = random_matrix(dtype, rows, n, n);
+        TypedMatrix residual = random_matrix(dtype, rows, n, n);
+        TypedMatrix sum = make_matrix(dtype, rows, n, n), y = make_matrix(dtype, rows, n, n);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < n; ++c) sum.set(r, c, x.get(r, c) + residual.get(r, c));
+        FusedAddArgs a;
+        a.rows = rows;
+        a.n = n;
+        a.x = {x.data(), dtype, n};
+        a.residual = {residual.data(), dtype, n};
+        a.y = {y.data(), dtype, n};
+        backend().fused_add_forward(o, a);
+        SCOPED_TRACE(std::string(dtype_name(dtype)) + " n=" + std::to_string(n) +
+                     (kind == NormKind::kLayerNorm ? " LayerNorm" : " RMSNorm"));
+        EXPECT_EQ(residual.bytes, sum.bytes) << "residual must be round(residual + x)";
+        ASSERT_EQ(compare_rows(y, reference::forward(o, sum.values(), {}, {}).y), "");
+      }
     }
   }
 }
