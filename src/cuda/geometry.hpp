@@ -9,9 +9,10 @@ namespace rmsnorm::cuda::detail {
 
 // Packs (16 bytes each) a thread keeps in registers when its row is resident.
 constexpr int kResidentPacks = 4;
-// Backward keeps x, dy and two float accumulators per element: at most 512
-// threads per block, so each thread may use 128 registers.
-constexpr int kLargestForwardTeam = 1024;
+// At most 512 threads per block, so each thread may use 128 registers: under
+// a 1024-thread bound (64 registers) ptxas spilled the resident 16-bit
+// kernels. Rows longer than 512 threads' registers hold are streamed.
+constexpr int kLargestForwardTeam = 512;
 constexpr int kLargestBackwardTeam = 512;
 constexpr int kWarpTeamsPerBlock = 4;
 
