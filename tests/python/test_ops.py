@@ -185,3 +185,40 @@ def test_bad_arguments_raise_runtime_error_with_message(call, message):
 def test_bad_python_arguments_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_tensors_on_unsupported_devices_are_rejected_by_name():
+    # The meta device has no data: the ops must refuse it, naming the device.
+    with pytest.raises(RuntimeError, match="input is on meta"):
+        rmsnorm.rms_norm(torch.empty(3, 4, device="meta"), [4])
+
+
+def _cuda_or_skip():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible to PyTorch: skipped")
+    try:
+        rmsnorm.rms_norm(torch.ones(1, 4, device="cuda"), [4])
+    except RuntimeError as e:
+        if "only CPU tensors" in str(e):
+            pytest.skip("this build of librmsnorm_torch takes CPU tensors only: skipped")
+        raise
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layer", [False, True])
+def test_cuda_tensors_match_cpu_forward_and_backward(dtype, layer):
+    _cuda_or_skip()
+    torch.manual_seed(0)
+    x = torch.randn(37, 1000, dtype=dtype)
+    w = (1 + 0.5 * torch.randn(1000)).to(dtype)
+    dy = torch.randn(37, 1000, dtype=dtype)
+    outputs = []
+    for device in ("cpu", "cuda"):
+        xd = x.to(device).requires_grad_()
+        wd = w.to(device).requires_grad_()
+        y = rmsnorm.layer_norm(xd, [1000], wd) if layer else rmsnorm.rms_norm(xd, [1000], wd, eps=1e-5)
+        gx, gw = torch.autograd.grad(y, (xd, wd), dy.to(device))
+        outputs.append([t.detach().cpu().double() for t in (y, gx, gw)])
+    tol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    for name, cpu, gpu in zip(("y", "dx", "dweight"), *outputs):
+        assert ((gpu - cpu).norm() / cpu.norm()).item() <= tol, name

@@ -12,8 +12,56 @@
 
 #include "rmsnorm/rmsnorm.hpp"
 
+#ifdef RMSNORM_TORCH_CUDA  // built against a CUDA LibTorch, with the CUDA backend
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "rmsnorm/cuda.hpp"
+#endif
+
 namespace rmsnorm::torch {
 namespace {
+
+// ---------------------------------------------------------------- devices
+
+// rmsnorm::cuda::CALL in CUDA builds; never reached in the others.
+#ifdef RMSNORM_TORCH_CUDA
+#define RMSNORM_CUDA_CALL(call) rmsnorm::cuda::call
+#else
+#define RMSNORM_CUDA_CALL(call) (void)stream
+#endif
+
+constexpr bool kWithCuda =
+#ifdef RMSNORM_TORCH_CUDA
+    true;
+#else
+    false;
+#endif
+
+// The engine on `on`'s device: the CPU engine, or the CUDA backend on
+// PyTorch's current stream for that device (CUDA builds only).
+template <class CpuCall, class CudaCall>
+void on_device(const at::Tensor& on, CpuCall&& cpu, CudaCall&& gpu) {
+#ifdef RMSNORM_TORCH_CUDA
+  if (on.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(on.device());
+    gpu(c10::cuda::getCurrentCUDAStream(on.device().index()).stream());
+    return;
+  }
+#endif
+  (void)gpu;
+  cpu();
+}
+
+void check_device(const at::Tensor& input) {
+  if (kWithCuda) {
+    TORCH_CHECK(input.device().is_cpu() || input.device().is_cuda(), "rmsnorm: input is on ", input.device(),
+                "; CPU and CUDA tensors are supported");
+  } else {
+    TORCH_CHECK(input.device().is_cpu(), "rmsnorm: input is on ", input.device(),
+                "; only CPU tensors are supported by this build (built against a LibTorch without CUDA)");
+  }
+}
 
 using ::torch::autograd::AutogradContext;
 using ::torch::autograd::tensor_list;
@@ -55,8 +103,7 @@ int64_t checked_row_length(const at::Tensor& input, at::IntArrayRef normalized_s
   const auto trailing = input.sizes().slice(input.dim() - dims);
   TORCH_CHECK(trailing == normalized_shape, "rmsnorm: normalized_shape ", normalized_shape,
               " must equal the input's trailing dimensions, got input of shape ", input.sizes());
-  TORCH_CHECK(input.device().is_cpu(), "rmsnorm: input is on ", input.device(),
-              "; only CPU tensors are supported by this build");
+  check_device(input);
   for (const auto* param : {&weight, &bias}) {
     if (!param->defined()) continue;
     const char* name = param == &weight ? "weight" : "bias";
@@ -129,7 +176,10 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
     a.weight = {w.defined() ? w.data_ptr() : nullptr, param_dtype};
     a.bias = {b.defined() ? b.data_ptr() : nullptr, param_dtype};
     a.saved = {inv_rms.data_ptr(), mean.defined() ? mean.data_ptr() : nullptr};
-    engine_call([&] { rmsnorm::forward(options, a); });
+    engine_call([&] {
+      on_device(
+          x, [&] { rmsnorm::forward(options, a); }, [&](auto stream) { RMSNORM_CUDA_CALL(forward(options, a, stream)); });
+    });
 
     ctx->save_for_backward({x, w, inv_rms, mean});
     ctx->saved_data["eps"] = eps;
@@ -182,7 +232,10 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
     a.dx = {dx.data_ptr(), dtype, n};
     a.dweight = {want_dweight ? dweight.data_ptr() : nullptr, w.defined() ? engine_dtype(w, "weight") : DType::kFloat32};
     a.dbias = {want_dbias ? dbias.data_ptr() : nullptr, dbias_dtype};
-    engine_call([&] { rmsnorm::backward(options, a); });
+    engine_call([&] {
+      on_device(
+          x, [&] { rmsnorm::backward(options, a); }, [&](auto stream) { RMSNORM_CUDA_CALL(backward(options, a, stream)); });
+    });
 
     // Gradients in the parameters' own dtypes and shapes.
     const auto shape_of_params = ctx->saved_data["normalized_shape"].toIntVector();
@@ -246,7 +299,11 @@ void fused_add_rms_norm(at::Tensor& input, at::Tensor& residual, const at::Tenso
   a.residual = {residual.data_ptr(), dtype, n};
   a.y = {input.data_ptr(), dtype, n};
   a.weight = {w.data_ptr(), engine_dtype(w, "weight")};
-  engine_call([&] { rmsnorm::fused_add_forward(options, a); });
+  engine_call([&] {
+    on_device(
+        input, [&] { rmsnorm::fused_add_forward(options, a); },
+        [&](auto stream) { RMSNORM_CUDA_CALL(fused_add_forward(options, a, stream)); });
+  });
 }
 
 // The schema's `Tensor(a!)` arguments arrive as non-const references.
