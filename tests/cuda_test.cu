@@ -149,7 +149,7 @@ class EmulatedBackend : public Backend {
     const int64_t n = plan.norm.n;
     cuda::detail::with_backward_program(plan, [&](auto params, const Geometry& g, auto vec, auto packs) {
       using Params = decltype(params);
-      using T = std::remove_cv_t<std::remove_pointer_t<decltype(Params::dx)>>;
+      using T = typename Params::Storage;
       using Acc = cuda::detail::Partial<T>;
       std::vector<Acc> partial(static_cast<size_t>(2 * kEmulatedTeams * n), Acc(-1));  // garbage: must be overwritten
       if (a.dweight.data) params.partial_dweight = partial.data();
@@ -160,15 +160,13 @@ class EmulatedBackend : public Backend {
       run_teams(g.team_size, [&](HostTeam& team, int64_t t) {
         Acc* scratch_dweight = g.resident && params.partial_dweight ? scratch.data() : nullptr;
         Acc* scratch_dbias = g.resident && params.partial_dbias ? scratch.data() + n : nullptr;
-        cuda::detail::backward_rows<T, std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>,
-                                    decltype(vec)::value, decltype(packs)::value>(team, t, kEmulatedTeams, params,
-                                                                                  scratch_dweight, scratch_dbias);
+        cuda::detail::backward_rows<T, typename Params::Param, decltype(vec)::value, decltype(packs)::value>(
+            team, t, kEmulatedTeams, params, scratch_dweight, scratch_dbias);
       });
       for (const auto& [out, sums] : {std::pair{a.dweight, params.partial_dweight}, {a.dbias, params.partial_dbias}}) {
         if (!out.data) continue;
         for (int64_t c = 0; c < n; ++c) {
-          double total = 0;
-          for (int64_t t = 0; t < kEmulatedTeams; ++t) total += static_cast<double>(sums[t * n + c]);
+          const double total = cuda::detail::sum_partials<T>(sums, kEmulatedTeams, n, c);
           if (out.dtype == DType::kFloat32) {
             static_cast<float*>(out.data)[c] = static_cast<float>(total);
           } else {
@@ -183,8 +181,8 @@ class EmulatedBackend : public Backend {
   static void run(const cpu::ForwardPlan& plan) {
     cuda::detail::with_forward_program(plan, [&](const auto& params, const Geometry& g, auto vec, auto packs) {
       using Params = std::decay_t<decltype(params)>;
-      using T = std::remove_cv_t<std::remove_pointer_t<decltype(Params::y)>>;
-      using TW = std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>;
+      using T = typename Params::Storage;
+      using TW = typename Params::Param;
       run_teams(g.team_size, [&](HostTeam& team, int64_t t) {
         cuda::detail::forward_rows<T, TW, decltype(vec)::value, decltype(packs)::value>(team, t, kEmulatedTeams,
                                                                                         params);

@@ -163,8 +163,8 @@ void launch_forward(const cpu::ForwardPlan& p, Stream stream) {
       const int64_t grid = grid_for(kernel, g, p.rows);
       kernel<<<static_cast<unsigned>(grid), g.block_threads, 0, stream>>>(params);
     };
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(Params::y)>>;
-    using TW = std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>;
+    using T = typename Params::Storage;
+    using TW = typename Params::Param;
     constexpr int kVec = decltype(vec)::value, kPacks = decltype(packs)::value;
     if constexpr (kPacks > 0) {  // only resident rows are short enough for warp teams
       if (g.team_size == 32) return run(forward_kernel<T, TW, kVec, kPacks, true>);
@@ -178,8 +178,8 @@ void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Ve
   const int64_t n = p.norm.n;
   with_backward_program(p, [&](auto params, const Geometry& g, auto vec, auto packs) {
     using Params = decltype(params);
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(Params::dx)>>;
-    using TW = std::remove_cv_t<std::remove_pointer_t<decltype(Params::weight)>>;
+    using T = typename Params::Storage;
+    using TW = typename Params::Param;
     using Acc = Partial<T>;
     auto run = [&](auto kernel) {
       const bool accumulate = dweight.data || dbias.data;

@@ -187,6 +187,8 @@ struct Norm {
 
 template <typename T, typename TW>
 struct ForwardParams {
+  using Storage = T;  // x, y, residual
+  using Param = TW;   // weight, bias
   Norm norm;
   int64_t rows;
   const T* x;
@@ -203,6 +205,8 @@ struct ForwardParams {
 
 template <typename T, typename TW>
 struct BackwardParams {
+  using Storage = T;  // x, dy, dx
+  using Param = TW;   // weight
   Norm norm;
   int64_t rows;
   const T* x;
@@ -604,7 +608,8 @@ RMSNORM_HD void backward_rows(Team& team, int64_t team_index, int64_t team_count
 }
 
 // Column c of dweight/dbias: the teams' partial sums added in team order, in
-// double, rounded once (deterministic for a given team count).
+// double. The CPU emulation adds them so; the GPU's reduce_partials_kernel
+// adds them in its own fixed order, 32 teams apart, then across.
 template <typename T>
 RMSNORM_HD double sum_partials(const Partial<T>* partial, int64_t teams, int64_t n, int64_t c) {
   double total = 0.0;
