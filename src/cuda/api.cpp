@@ -9,10 +9,13 @@
 namespace rmsnorm::cuda {
 namespace {
 
-// Throws unless the device can be used.
+// Throws unless a device can be used. Cheap on success (it runs on every
+// call); device_info() gathers the reason only when there is none.
 void require_device() {
-  const DeviceInfo info = device_info();
-  if (!info.available) throw CudaError("CUDA: no usable device: " + info.reason);
+  int count = 0;
+  if (cudaGetDeviceCount(&count) == cudaSuccess && count > 0) return;
+  cudaGetLastError();  // clear the query's error
+  throw CudaError("CUDA: no usable device: " + device_info().reason);
 }
 
 // Throws rmsnorm::Error naming the argument when p is host memory.

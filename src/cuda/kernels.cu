@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "src/cuda/dispatch.cuh"
@@ -112,11 +113,27 @@ __global__ void reduce_partials_kernel(const TAcc* partial, int64_t teams, int64
 
 // ---------------------------------------------------------------- host side
 
-int multiprocessors() {
-  int device = 0, count = 0;
+// The current device's multiprocessor count and opt-in shared memory per
+// block, queried once per device: every launch needs them.
+struct DeviceLimits {
+  int multiprocessors = 0;
+  int shared_bytes_optin = 0;
+};
+
+const DeviceLimits& device_limits() {
+  constexpr int kMaxDevices = 64;
+  static DeviceLimits limits[kMaxDevices];
+  static std::once_flag queried[kMaxDevices];
+  int device = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-  return count;
+  if (device < 0 || device >= kMaxDevices) throw CudaError("CUDA: device index " + std::to_string(device) + " beyond 63");
+  std::call_once(queried[device], [&] {  // a throw leaves it to be queried again
+    check(cudaDeviceGetAttribute(&limits[device].multiprocessors, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&limits[device].shared_bytes_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+          "cudaDeviceGetAttribute");
+  });
+  return limits[device];
 }
 
 // Blocks for `rows` rows: one team per row up to as many blocks as the device
@@ -127,7 +144,7 @@ int64_t grid_for(Kernel kernel, const Geometry& g, int64_t rows, size_t dynamic_
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel, g.block_threads,
                                                       dynamic_shared_bytes),
         "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  const int64_t resident = static_cast<int64_t>(std::max(per_multiprocessor, 1)) * multiprocessors();
+  const int64_t resident = static_cast<int64_t>(std::max(per_multiprocessor, 1)) * device_limits().multiprocessors;
   const int64_t wanted = (rows + g.teams_per_block() - 1) / g.teams_per_block();
   return std::max<int64_t>(1, std::min(wanted, resident));
 }
@@ -186,11 +203,8 @@ void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Ve
       // The accumulators go to shared memory when a block's fit.
       int64_t scratch_per_team = ((dweight.data ? 1 : 0) + (dbias.data ? 1 : 0)) * n;
       size_t shared_bytes = static_cast<size_t>(scratch_per_team * g.teams_per_block()) * sizeof(Acc);
-      if (shared_bytes > 0 && shared_bytes > 48 * 1024) {
-        int device = 0, optin = 0;
-        check(cudaGetDevice(&device), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
-        if (shared_bytes + 1024 <= static_cast<size_t>(optin)) {
+      if (shared_bytes > 48 * 1024) {
+        if (shared_bytes + 1024 <= static_cast<size_t>(device_limits().shared_bytes_optin)) {
           check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
                 "cudaFuncSetAttribute");
         } else {
