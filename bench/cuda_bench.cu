@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "rmsnorm/cuda.hpp"
+#include "tools/common/median.hpp"
 
 namespace {
 
@@ -25,7 +26,7 @@ void check(cudaError_t s, const char* what) {
   }
 }
 
-float time_ms(const std::function<void()>& f) {
+double time_ms(const std::function<void()>& f) {
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
     const char* name;
     double bytes;
     std::function<void()> run;
-    std::vector<float> ms;
+    std::vector<double> ms;
   };
   const double m = static_cast<double>(bytes);
   std::vector<Case> cases = {
@@ -106,10 +107,7 @@ int main(int argc, char** argv) {
     for (auto& c : cases) c.ms.push_back(time_ms(c.run));
   std::printf("%s (sm_%d), %s %lld x %lld, median of %d\n", info.name.c_str(), info.compute_capability,
               rmsnorm::dtype_name(dtype), static_cast<long long>(rows), static_cast<long long>(n), reps);
-  auto median = [](std::vector<float> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
+  using rmsnorm::tools::median;
   const double copy_gbs = cases[0].bytes / median(cases[0].ms) / 1e6;
   for (auto& c : cases) {
     const double gbs = c.bytes / median(c.ms) / 1e6;

@@ -16,8 +16,11 @@
 #include <omp.h>
 
 #include "rmsnorm/rmsnorm.hpp"
+#include "tools/common/median.hpp"
 
 namespace {
+
+using rmsnorm::tools::median;
 
 double seconds(const std::function<void()>& f) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -34,11 +37,6 @@ void parallel_copy(float* dst, const float* src, size_t count, int threads) {
     const size_t begin = count * t / nt, end = count * (t + 1) / nt;
     std::memcpy(dst + begin, src + begin, (end - begin) * sizeof(float));
   }
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
