@@ -50,13 +50,12 @@ for tool in memcheck racecheck; do
     "$bundle/cuda_test" --gtest_filter='*/gpu:Cuda.*' >"$out/sanitizer_$tool.txt" 2>&1 || status=1
   tail -n 6 "$out/sanitizer_$tool.txt"
 done
-echo "== cuda_bench"
+# Each shape: our kernels against a copy (cuda_bench), then ours against
+# PyTorch's in one process (bench_torch_cuda.py).
 for shape in "16384 8192 bf16" "16384 8192 f16" "16384 8192 f32" "4096 4096 bf16" "65536 1024 bf16" "32 4096 bf16"; do
+  echo "== $shape"
   # shellcheck disable=SC2086
   "$bundle/cuda_bench" $shape 21 2>&1 | tee -a "$out/cuda_bench.txt" || status=1
-done
-echo "== PyTorch"
-for shape in "16384 8192 bf16" "16384 8192 f16" "16384 8192 f32" "4096 4096 bf16" "65536 1024 bf16" "32 4096 bf16"; do
   # shellcheck disable=SC2086
   python3 "$bundle/bench_torch_cuda.py" $shape 21 2>&1 | tee -a "$out/bench_torch_cuda.txt" || status=1
 done

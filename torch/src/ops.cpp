@@ -31,13 +31,6 @@ namespace {
 #define RMSNORM_CUDA_CALL(call) (void)stream
 #endif
 
-constexpr bool kWithCuda =
-#ifdef RMSNORM_TORCH_CUDA
-    true;
-#else
-    false;
-#endif
-
 // The engine on `on`'s device: the CPU engine, or the CUDA backend on
 // PyTorch's current stream for that device (CUDA builds only).
 template <class CpuCall, class CudaCall>
@@ -54,13 +47,13 @@ void on_device(const at::Tensor& on, CpuCall&& cpu, CudaCall&& gpu) {
 }
 
 void check_device(const at::Tensor& input) {
-  if (kWithCuda) {
-    TORCH_CHECK(input.device().is_cpu() || input.device().is_cuda(), "rmsnorm: input is on ", input.device(),
-                "; CPU and CUDA tensors are supported");
-  } else {
-    TORCH_CHECK(input.device().is_cpu(), "rmsnorm: input is on ", input.device(),
-                "; only CPU tensors are supported by this build (built against a LibTorch without CUDA)");
-  }
+#ifdef RMSNORM_TORCH_CUDA
+  TORCH_CHECK(input.device().is_cpu() || input.device().is_cuda(), "rmsnorm: input is on ", input.device(),
+              "; CPU and CUDA tensors are supported");
+#else
+  TORCH_CHECK(input.device().is_cpu(), "rmsnorm: input is on ", input.device(),
+              "; only CPU tensors are supported by this build (built against a LibTorch without CUDA)");
+#endif
 }
 
 using ::torch::autograd::AutogradContext;
