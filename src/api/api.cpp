@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 
 #include "rmsnorm/rmsnorm.hpp"
 #include "rmsnorm/version.h"
@@ -96,8 +97,15 @@ cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t 
 int64_t partial_count(int64_t n, double p) {
   if (n < 1) throw Error("n: expected >= 1, got " + std::to_string(n));
   if (!(p > 0 && p <= 1)) throw Error("p: expected 0 < p <= 1, got " + std::to_string(p));
-  const auto k = static_cast<int64_t>(std::ceil(static_cast<long double>(n) * p));
-  return std::clamp<int64_t>(k, 1, n);
+  // p is a double: 0.1 is stored as 0.1000000000000000055..., so n * p for
+  // n = 10 lies just above 1 and a plain ceil gives 2. A user who writes
+  // p = 0.1 means a tenth: when n * p is within the rounding of p (n ulps of p,
+  // plus the product's own rounding) of an integer, that integer is k.
+  const long double product = static_cast<long double>(n) * p;
+  const long double nearest = std::nearbyint(product);
+  const long double p_rounding = static_cast<long double>(n) * std::numeric_limits<double>::epsilon() * p;
+  const long double exact_k = std::fabs(product - nearest) <= p_rounding ? nearest : std::ceil(product);
+  return std::clamp<int64_t>(static_cast<int64_t>(exact_k), 1, n);
 }
 
 DType statistics_dtype(DType data_dtype) {
@@ -144,12 +152,16 @@ DType parse_dtype(const std::string& name) {
 namespace api {
 
 cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs& a) {
+  // Shape and extent first: a region's byte counts are products that must not overflow.
+  api::check_shape(a.rows, a.n);
+  api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n);
   std::vector<Region> inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n)};
   return forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
 }
 
 cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& a) {
   api::check_shape(a.rows, a.n);
+  api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n);
   api::check_matrix("residual", a.residual.data, a.residual.dtype, a.residual.row_stride, a.rows, a.n);
   if (a.residual.dtype != a.x.dtype) {
     throw Error(std::string("residual.dtype: expected x's dtype (") + dtype_name(a.x.dtype) + "), got " +

@@ -57,6 +57,7 @@ void check_matrix(const char* name, const void* data, DType dtype, int64_t row_s
   check_dtype(dtype, name);
   if (rows > 0 && data == nullptr) fail(name, ": null pointer for a ", rows, " x ", n, " matrix");
   if (row_stride < n) fail(name, ".row_stride: expected >= n = ", n, " elements, got ", row_stride);
+  // In long double: rows * row_stride * size can overflow int64 (n = 2^62).
   const long double extent = (static_cast<long double>(rows) * row_stride + n) * dtype_size(dtype);
   if (extent > static_cast<long double>(kMaxExtentBytes)) {
     fail(name, ": ", rows, " rows with stride ", row_stride, " do not fit in memory");
