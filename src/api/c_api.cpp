@@ -1,6 +1,7 @@
 // The C API: translate to the C++ API and turn exceptions into statuses.
 #include "rmsnorm/rmsnorm.h"
 
+#include <cstring>
 #include <functional>
 #include <new>
 #include <string>
@@ -14,7 +15,28 @@ namespace {
 thread_local std::string g_last_error;
 thread_local std::string g_simd_target;
 
-rmsnorm::DType dtype(rmsnorm_dtype d) { return static_cast<rmsnorm::DType>(d); }
+// A C caller can pass any integer where an enum is declared; loading one that
+// is not an enumerator into the enum type is undefined behaviour. So every
+// enum argument is read as its integer and checked before it is converted.
+template <class CEnum>
+int as_int(const CEnum& value) {  // by reference: no load as the enum type
+  int raw;
+  static_assert(sizeof(CEnum) == sizeof(int), "C enums are int-sized here");
+  std::memcpy(&raw, &value, sizeof raw);
+  return raw;
+}
+
+[[noreturn]] void reject(const char* name, int value, const char* expected) {
+  throw rmsnorm::Error(std::string(name) + ": expected " + expected + ", got value " + std::to_string(value));
+}
+
+rmsnorm::DType checked_dtype(const rmsnorm_dtype& d, const char* name) {
+  const int raw = as_int(d);
+  if (raw < RMSNORM_FLOAT32 || raw > RMSNORM_FLOAT64) {
+    reject(name, raw, "RMSNORM_FLOAT32, RMSNORM_BFLOAT16, RMSNORM_FLOAT16 or RMSNORM_FLOAT64 (0-3)");
+  }
+  return static_cast<rmsnorm::DType>(raw);
+}
 
 }  // namespace
 
@@ -39,56 +61,63 @@ rmsnorm_status guarded(const std::function<void()>& f) {
 
 NormOptions to_options(const rmsnorm_options* o) {
   if (!o) throw rmsnorm::Error("options: null pointer (use rmsnorm_default_options())");
+  const int kind = as_int(o->kind), placement = as_int(o->eps_placement);
+  if (kind != RMSNORM_KIND_RMSNORM && kind != RMSNORM_KIND_LAYERNORM) {
+    reject("options.kind", kind, "RMSNORM_KIND_RMSNORM or RMSNORM_KIND_LAYERNORM (0-1)");
+  }
+  if (placement != RMSNORM_EPS_INSIDE && placement != RMSNORM_EPS_OUTSIDE) {
+    reject("options.eps_placement", placement, "RMSNORM_EPS_INSIDE or RMSNORM_EPS_OUTSIDE (0-1)");
+  }
   NormOptions options;
-  options.kind = static_cast<NormKind>(o->kind);
+  options.kind = static_cast<NormKind>(kind);
   options.eps = o->eps;
-  options.eps_placement = static_cast<EpsPlacement>(o->eps_placement);
+  options.eps_placement = static_cast<EpsPlacement>(placement);
   options.p = o->p;
   options.num_threads = o->num_threads;
   return options;
 }
 
-ForwardArgs forward_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride, void* y,
-                         int64_t y_stride, const void* weight, const void* bias, rmsnorm_dtype param_dtype,
+ForwardArgs forward_args(int64_t rows, int64_t n, const rmsnorm_dtype& data_dtype, const void* x, int64_t x_stride, void* y,
+                         int64_t y_stride, const void* weight, const void* bias, const rmsnorm_dtype& param_dtype,
                          void* saved_inv_rms, void* saved_mean) {
   ForwardArgs a;
   a.rows = rows;
   a.n = n;
-  a.x = {x, dtype(data_dtype), x_stride};
-  a.y = {y, dtype(data_dtype), y_stride};
-  a.weight = {weight, dtype(param_dtype)};
-  a.bias = {bias, dtype(param_dtype)};
+  a.x = {x, checked_dtype(data_dtype, "dtype"), x_stride};
+  a.y = {y, checked_dtype(data_dtype, "dtype"), y_stride};
+  a.weight = {weight, checked_dtype(param_dtype, "param_dtype")};
+  a.bias = {bias, checked_dtype(param_dtype, "param_dtype")};
   a.saved = {saved_inv_rms, saved_mean};
   return a;
 }
 
-FusedAddArgs fused_add_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
+FusedAddArgs fused_add_args(int64_t rows, int64_t n, const rmsnorm_dtype& data_dtype, const void* x, int64_t x_stride,
                             void* residual, int64_t residual_stride, void* y, int64_t y_stride, const void* weight,
-                            const void* bias, rmsnorm_dtype param_dtype) {
+                            const void* bias, const rmsnorm_dtype& param_dtype) {
   FusedAddArgs a;
   a.rows = rows;
   a.n = n;
-  a.x = {x, dtype(data_dtype), x_stride};
-  a.residual = {residual, dtype(data_dtype), residual_stride};
-  a.y = {y, dtype(data_dtype), y_stride};
-  a.weight = {weight, dtype(param_dtype)};
-  a.bias = {bias, dtype(param_dtype)};
+  a.x = {x, checked_dtype(data_dtype, "dtype"), x_stride};
+  a.residual = {residual, checked_dtype(data_dtype, "dtype"), residual_stride};
+  a.y = {y, checked_dtype(data_dtype, "dtype"), y_stride};
+  a.weight = {weight, checked_dtype(param_dtype, "param_dtype")};
+  a.bias = {bias, checked_dtype(param_dtype, "param_dtype")};
   return a;
 }
 
-BackwardArgs backward_args(int64_t rows, int64_t n, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
-                           const void* dy, int64_t dy_stride, const void* weight, rmsnorm_dtype param_dtype,
+BackwardArgs backward_args(int64_t rows, int64_t n, const rmsnorm_dtype& data_dtype, const void* x, int64_t x_stride,
+                           const void* dy, int64_t dy_stride, const void* weight, const rmsnorm_dtype& param_dtype,
                            const void* saved_inv_rms, const void* saved_mean, void* dx, int64_t dx_stride,
                            void* dweight, float* dbias) {
   BackwardArgs a;
   a.rows = rows;
   a.n = n;
-  a.x = {x, dtype(data_dtype), x_stride};
-  a.dy = {dy, dtype(data_dtype), dy_stride};
-  a.weight = {weight, dtype(param_dtype)};
+  a.x = {x, checked_dtype(data_dtype, "dtype"), x_stride};
+  a.dy = {dy, checked_dtype(data_dtype, "dtype"), dy_stride};
+  a.weight = {weight, checked_dtype(param_dtype, "param_dtype")};
   a.saved = {saved_inv_rms, saved_mean};
-  a.dx = {dx, dtype(data_dtype), dx_stride};
-  a.dweight = {dweight, dtype(param_dtype)};
+  a.dx = {dx, checked_dtype(data_dtype, "dtype"), dx_stride};
+  a.dweight = {dweight, checked_dtype(param_dtype, "param_dtype")};
   a.dbias = {dbias, DType::kFloat32};
   return a;
 }
