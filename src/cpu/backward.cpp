@@ -7,6 +7,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include "hwy/highway.h"
+#include "src/cpu/dispatch.hpp"
 #include "src/cpu/dtype_dispatch.hpp"
 #include "src/cpu/kernels.hpp"
 #include "src/cpu/simd-inl.h"
@@ -22,50 +23,61 @@ HWY_INLINE hn::VFromD<D> ScaleByWeight(D d, hn::VFromD<D> dy, const TW* HWY_REST
   return dy;
 }
 
-// Over one block: sum_gy = sum gy, dot = sum gy * (x - mean) (mean = 0 for RMSNorm).
-// Zero-padded tail lanes contribute exactly 0.
+// The GradientSums of one block. For LayerNorm x is taken relative to the
+// pivot (the stored mean). Zero-padded tail lanes contribute exactly 0.
 template <typename T, typename TW, bool kCentered, bool kWeight>
-void BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g, int64_t column,
-                       int64_t count, double mean_value, double* sum_gy, double* dot) {
+GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g,
+                               int64_t column, int64_t count, double pivot) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const SplitShift<A> split(mean_value);
-  const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
+  const auto shift = hn::Set(d, static_cast<A>(pivot));  // the stored mean: exact in A
   auto gy0 = hn::Zero(d), gy1 = hn::Zero(d), dot0 = hn::Zero(d), dot1 = hn::Zero(d);
-  auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto xv, auto dyv, int64_t i, size_t tail) {
+  auto sq0 = hn::Zero(d), sq1 = hn::Zero(d), dev0 = hn::Zero(d), dev1 = hn::Zero(d);
+  auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto& sq_acc, auto& dev_acc, auto xv, auto dyv, int64_t i,
+                        size_t tail) {
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
     if constexpr (kCentered) {
-      xv = Center(xv, mean, mean_lo);
+      xv = hn::Sub(xv, shift);
+      if (tail) xv = hn::IfThenElseZero(hn::FirstN(d, tail), xv);  // padded lanes stay 0
       gy_acc = hn::Add(gy_acc, gy);
+      dev_acc = hn::Add(dev_acc, xv);
     }
     dot_acc = hn::MulAdd(gy, xv, dot_acc);
+    sq_acc = hn::MulAdd(gy, gy, sq_acc);
   };
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
-    accumulate(gy0, dot0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
-    accumulate(gy1, dot1, LoadAs(d, x + i + N), LoadAs(d, dy + i + N), i + N, 0);
+    accumulate(gy0, dot0, sq0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+    accumulate(gy1, dot1, sq1, dev1, LoadAs(d, x + i + N), LoadAs(d, dy + i + N), i + N, 0);
   }
-  for (; i + N <= count; i += N) accumulate(gy0, dot0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+  for (; i + N <= count; i += N) accumulate(gy0, dot0, sq0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    accumulate(gy1, dot1, LoadTail(d, x + i, remaining), LoadTail(d, dy + i, remaining), i, remaining);
+    accumulate(gy1, dot1, sq1, dev1, LoadTail(d, x + i, remaining), LoadTail(d, dy + i, remaining), i, remaining);
   }
-  *sum_gy = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(gy0, gy1))));
-  *dot = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(dot0, dot1))));
+  auto total = [&](auto a, auto b) { return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(a, b)))); };
+  GradientSums sums;
+  sums.dot = total(dot0, dot1);
+  sums.gy_squares = total(sq0, sq1);
+  if constexpr (kCentered) {
+    sums.sum_gy = total(gy0, gy1);
+    sums.deviations = total(dev0, dev1);
+  }
+  return sums;
 }
 
 template <typename T, typename TW>
-void BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1, double mean,
-                          double* sum_gy, double* dot) {
+GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1,
+                                  double pivot) {
   const auto* g = static_cast<const TW*>(p.weight);
   const bool w = g != nullptr;
   if (p.norm.centered) {
-    if (w) return BlockGradientSums<T, TW, true, true>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
-    return BlockGradientSums<T, TW, true, false>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+    if (w) return BlockGradientSums<T, TW, true, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
+    return BlockGradientSums<T, TW, true, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
   }
-  if (w) return BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
-  return BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, mean, sum_gy, dot);
+  if (w) return BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
+  return BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
 }
 
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
@@ -78,7 +90,7 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const SplitShift<A> split(st.mean);
+  const SplitShift<A> split(st.mean, grad.mean_lo);
   const auto mean = hn::Set(d, split.hi), mean_lo = hn::Set(d, split.lo);
   const auto inv_r = hn::Set(d, static_cast<A>(st.inv_r));
   const auto a = hn::Set(d, static_cast<A>(grad.a));
@@ -200,10 +212,10 @@ RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
     st.mean = norm.centered ? static_cast<double>(static_cast<const A*>(p.saved_mean)[row]) : 0.0;
     const double limit = fast_range(kDouble).inv_r_limit;
     st.fast = std::isfinite(st.mean) && st.inv_r <= limit && st.inv_r >= 1.0 / limit;
-    // "outside": s = r - eps, unless eps is so large a part of r that the
-    // subtraction would cancel; then recompute.
-    const bool cancels = norm.eps_outside && norm.eps * st.inv_r > 0.5;
-    if (norm.eps_outside) st.s = std::max(0.0, 1.0 / st.inv_r - norm.eps);
+    // "outside": s = r - eps as finalize_statistics derives it, unless eps is
+    // so large a part of r that the subtraction would cancel; then recompute.
+    const bool cancels = norm.eps_outside && outside_s_cancels(norm.eps, st.inv_r);
+    if (norm.eps_outside && !cancels) st.s = outside_s(norm.eps, st.inv_r, 0.0);
     if (!cancels || !st.fast) return st;
   }
   return with_saved_mean(RowStatisticsOf(norm, row_pointer<T>(p.x, row, p.x_stride)), kDouble);
@@ -213,14 +225,11 @@ template <typename T, typename TW>
 RowGradient RowGradientOf(const BackwardPlan& p, int64_t row, const RowStatistics& st) {
   const T* x = row_pointer<T>(p.x, row, p.x_stride);
   const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
-  double sum_gy = 0.0, dot = 0.0;
+  GradientSums sums;
   for (int64_t c = 0; c < p.norm.n; c += kBlockElements) {
-    double block_gy, block_dot;
-    BlockGradientSumsFor<T, TW>(p, x, dy, c, std::min(p.norm.n, c + kBlockElements), st.mean, &block_gy, &block_dot);
-    sum_gy += block_gy;
-    dot += block_dot;
+    sums += BlockGradientSumsFor<T, TW>(p, x, dy, c, std::min(p.norm.n, c + kBlockElements), st.mean);
   }
-  return finalize_gradient(p.norm, st, sum_gy, dot, std::is_same_v<T, double>);
+  return finalize_gradient(p.norm, st, sums, std::is_same_v<T, double>);
 }
 
 template <typename T, typename TW>
@@ -229,8 +238,10 @@ void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, Gr
   const bool accumulate = p.want_dweight || p.want_dbias;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const RowStatistics st = BackwardStatisticsT<T>(p, row);
-    const RowGradient grad = st.fast ? RowGradientOf<T, TW>(p, row, st) : RowGradient{0, 0, 0, false};
-    if (grad.fast) {
+    RowGradient grad;
+    grad.fast = false;
+    if (st.fast) grad = RowGradientOf<T, TW>(p, row, st);
+    if (grad.fast && p.weight_in_range) {
       const bool more = row + 1 < row_end;
       BackwardColumnsFor<T, TW>(p, row_pointer<T>(p.x, row, p.x_stride), row_pointer<T>(p.dy, row, p.dy_stride),
                                 row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc,
@@ -253,16 +264,15 @@ void BackwardRowsImpl(const BackwardPlan& p, int64_t row_begin, int64_t row_end,
   });
 }
 
-void BackwardBlockSumsImpl(const BackwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, double mean,
-                           double* sum_gy, double* dot) {
+void BackwardBlockSumsImpl(const BackwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, double pivot,
+                           GradientSums* sums) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     const T* x = row_pointer<T>(p.x, row, p.x_stride);
     const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t c0 = b * kBlockElements;
-      BlockGradientSumsFor<T, decltype(tw)>(p, x, dy, c0, std::min(p.norm.n, c0 + kBlockElements), mean,
-                                            sum_gy + b, dot + b);
+      sums[b] = BlockGradientSumsFor<T, decltype(tw)>(p, x, dy, c0, std::min(p.norm.n, c0 + kBlockElements), pivot);
     }
   });
 }
@@ -296,21 +306,21 @@ HWY_EXPORT(BackwardRowStatisticsImpl);
 HWY_EXPORT(BackwardColumnsImpl);
 
 void backward_rows(const BackwardPlan& plan, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
-  HWY_DYNAMIC_DISPATCH(BackwardRowsImpl)(plan, row_begin, row_end, acc);
+  RMSNORM_DISPATCH(BackwardRowsImpl, plan.simd_index)(plan, row_begin, row_end, acc);
 }
 
 void backward_block_sums(const BackwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end,
-                         double mean, double* sum_gy, double* dot) {
-  HWY_DYNAMIC_DISPATCH(BackwardBlockSumsImpl)(plan, row, block_begin, block_end, mean, sum_gy, dot);
+                         double pivot, GradientSums* sums) {
+  RMSNORM_DISPATCH(BackwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pivot, sums);
 }
 
 RowStatistics backward_row_statistics(const BackwardPlan& plan, int64_t row) {
-  return HWY_DYNAMIC_DISPATCH(BackwardRowStatisticsImpl)(plan, row);
+  return RMSNORM_DISPATCH(BackwardRowStatisticsImpl, plan.simd_index)(plan, row);
 }
 
 void backward_columns(const BackwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                       const RowStatistics& st, const RowGradient& g, GradAccumulator& acc) {
-  HWY_DYNAMIC_DISPATCH(BackwardColumnsImpl)(plan, row, column_begin, column_end, st, g, acc);
+  RMSNORM_DISPATCH(BackwardColumnsImpl, plan.simd_index)(plan, row, column_begin, column_end, st, g, acc);
 }
 
 }  // namespace rmsnorm::cpu

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "rmsnorm/scalar_types.hpp"
+#include "src/cpu/dispatch.hpp"
 #include "src/cpu/kernels.hpp"
 
 #ifdef _OPENMP
@@ -74,25 +75,29 @@ std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads
   const int64_t rows = plan.rows, nb = block_count(plan.norm.n);
   const bool dbl = plan.dtype == DType::kFloat64;
   std::vector<double> sums(static_cast<size_t>(rows * nb)), zeros(sums.size());
+  // LayerNorm's pass 0 sums deviations from each row's pivot, known before
+  // any block's residual add has written the row.
+  std::vector<RowMean> means(static_cast<size_t>(rows));
+  if (plan.norm.centered) {
+    for (int64_t row = 0; row < rows; ++row) means[row].hi = forward_row_pivot(plan, row);
+  }
   parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-    forward_block_sums(plan, row, b, b + 1, 0, 0.0, &sums[row * nb], &zeros[row * nb]);
+    forward_block_sums(plan, row, b, b + 1, 0, means[row], &sums[row * nb], &zeros[row * nb]);
   });
   std::vector<RowStatistics> stats(static_cast<size_t>(rows));
-  std::vector<double> means(static_cast<size_t>(rows));
+  auto finite = [](const RowMean& m) { return std::isfinite(m.hi) && std::isfinite(m.lo); };
   if (plan.norm.centered) {
     for (int64_t row = 0; row < rows; ++row) {
-      means[row] = row_mean(ordered_sum(&sums[row * nb], nb), plan.norm.n);
+      means[row] = row_mean(means[row].hi, ordered_sum(&sums[row * nb], nb), plan.norm.n);
     }
     parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-      if (std::isfinite(means[row])) {
-        forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &zeros[row * nb]);
-      }
+      if (finite(means[row])) forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &zeros[row * nb]);
     });
   }
   for (int64_t row = 0; row < rows; ++row) {
     const bool centered = plan.norm.centered;
     const double squares =
-        centered && !std::isfinite(means[row]) ? means[row] : ordered_sum(&sums[row * nb], nb);
+        centered && !finite(means[row]) ? means[row].hi + means[row].lo : ordered_sum(&sums[row * nb], nb);
     const bool rest_finite = centered || plan.norm.k == plan.norm.n || ordered_sum(&zeros[row * nb], nb) == 0.0;
     stats[row] = finalize_statistics(plan.norm, means[row], squares, rest_finite, dbl);
   }
@@ -175,9 +180,15 @@ int threads_for(int requested, int64_t rows, int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, by_work)));
 }
 
-void run_forward(const ForwardPlan& plan, int threads) {
-  const int64_t rows = plan.rows, n = plan.norm.n;
+void run_forward(const ForwardPlan& call_plan, int threads) {
+  const int64_t rows = call_plan.rows, n = call_plan.norm.n;
   if (rows == 0) return;
+  ForwardPlan plan = call_plan;
+  plan.simd_index = dispatch_index();
+  if (plan.weight) {
+    plan.weight_in_range =
+        weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
+  }
   if (!split_rows(rows, n, threads)) {
     if (threads == 1) return forward_rows(plan, 0, rows);
 #pragma omp parallel num_threads(threads)
@@ -187,7 +198,8 @@ void run_forward(const ForwardPlan& plan, int threads) {
     }
     return;
   }
-  const std::vector<RowStatistics> stats = split_statistics(plan, threads);
+  std::vector<RowStatistics> stats = split_statistics(plan, threads);
+  for (RowStatistics& st : stats) st.fast = st.fast && plan.weight_in_range;
   for (int64_t row = 0; row < rows; ++row) {
     if (!stats[row].fast) slow_forward_row(plan, row, forward_source_row(plan, row), 0, n);
   }
@@ -200,8 +212,14 @@ void run_forward(const ForwardPlan& plan, int threads) {
   }
 }
 
-void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, const Vector& dbias) {
-  const int64_t rows = plan.rows, n = plan.norm.n;
+void run_backward(const BackwardPlan& call_plan, int threads, const Vector& dweight, const Vector& dbias) {
+  const int64_t rows = call_plan.rows, n = call_plan.norm.n;
+  BackwardPlan plan = call_plan;
+  plan.simd_index = dispatch_index();
+  if (plan.weight && rows > 0) {
+    plan.weight_in_range =
+        weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
+  }
   const bool accumulate = plan.want_dweight || plan.want_dbias;
   const bool dbl = plan.dtype == DType::kFloat64;
   const size_t arith_size = dbl ? sizeof(double) : sizeof(float);
@@ -254,25 +272,27 @@ void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, 
       statistics_plan.param_dtype = plan.param_dtype;
       statistics_plan.x = plan.x;
       statistics_plan.x_stride = plan.x_stride;
+      statistics_plan.simd_index = plan.simd_index;
       stats = split_statistics(statistics_plan, threads);
       for (RowStatistics& st : stats) st = with_saved_mean(st, dbl);
     }
-    std::vector<double> sum_gy(static_cast<size_t>(rows * nb)), dot(sum_gy.size());
+    std::vector<GradientSums> sums(static_cast<size_t>(rows * nb));
     parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-      if (stats[row].fast) backward_block_sums(plan, row, b, b + 1, stats[row].mean, &sum_gy[row * nb], &dot[row * nb]);
+      if (stats[row].fast) backward_block_sums(plan, row, b, b + 1, stats[row].mean, &sums[row * nb]);
     });
     std::vector<RowGradient> grads(static_cast<size_t>(rows));
     for (int64_t row = 0; row < rows; ++row) {
       if (!stats[row].fast) continue;
-      grads[row] = finalize_gradient(plan.norm, stats[row], ordered_sum(&sum_gy[row * nb], nb),
-                                     ordered_sum(&dot[row * nb], nb), dbl);
+      GradientSums total;
+      for (int64_t b = 0; b < nb; ++b) total += sums[row * nb + b];  // block order, as backward_rows adds them
+      grads[row] = finalize_gradient(plan.norm, stats[row], total, dbl);
     }
 #pragma omp parallel num_threads(threads)
     {
       const auto [c0, c1] = column_range(n, thread_index(), thread_count_in_team());
       GradAccumulator acc = make_accumulator(0);  // shared buffers; this thread owns columns [c0, c1)
       for (int64_t row = 0; row < rows && c0 < c1; ++row) {
-        if (stats[row].fast && grads[row].fast) {
+        if (stats[row].fast && grads[row].fast && plan.weight_in_range) {
           backward_columns(plan, row, c0, c1, stats[row], grads[row], acc);
         } else {
           slow_backward_row(plan, row, c0, c1, acc);

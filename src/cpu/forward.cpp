@@ -6,7 +6,10 @@
 #define HWY_TARGET_INCLUDE "src/cpu/forward.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include <limits>
+
 #include "hwy/highway.h"
+#include "src/cpu/dispatch.hpp"
 #include "src/cpu/dtype_dispatch.hpp"
 #include "src/cpu/kernels.hpp"
 #include "src/cpu/simd-inl.h"
@@ -31,24 +34,39 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
 
 // y = (x - mean) * inv_r * g[i] + b[i], as the flags say. (x - mean) * inv_r
 // is formed as (x - hi) * inv_r - lo * inv_r, one FMA (lo_inv_r = lo * inv_r).
+// With a weight the order is x * (inv_r * g): for the weights the engine lets
+// through here (WeightInRange), inv_r * g is a normal number, so only the last
+// rounding can underflow or overflow, and it does so exactly when the true
+// result does. (x * inv_r) * g lost elements far below the row's RMS whose
+// weight is large (x * inv_r underflowed first).
 // g and b are indexed only when present (offsetting a null pointer is
 // undefined behaviour).
 template <bool kCentered, bool kWeight, bool kBias, class D, class V, typename TW>
 HWY_INLINE V Normalize(D d, V v, V mean, V lo_inv_r, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
                        size_t tail) {
-  if constexpr (kCentered) {
-    v = hn::MulSub(hn::Sub(v, mean), inv_r, lo_inv_r);
-  } else {
-    v = hn::Mul(v, inv_r);
-  }
   if constexpr (kWeight) {
     const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
-    if constexpr (kBias) return hn::MulAdd(v, gv, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
-    return hn::Mul(v, gv);
-  } else if constexpr (kBias) {
-    return hn::Add(v, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    const V scale = hn::Mul(inv_r, gv);
+    if constexpr (kCentered) {
+      v = hn::MulSub(hn::Sub(v, mean), scale, hn::Mul(lo_inv_r, gv));
+      if constexpr (kBias) return hn::Add(v, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+      return v;
+    } else if constexpr (kBias) {
+      return hn::MulAdd(v, scale, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    } else {
+      return hn::Mul(v, scale);
+    }
+  } else {
+    if constexpr (kCentered) {
+      v = hn::MulSub(hn::Sub(v, mean), inv_r, lo_inv_r);
+    } else if constexpr (kBias) {
+      return hn::MulAdd(v, inv_r, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    } else {
+      return hn::Mul(v, inv_r);
+    }
+    if constexpr (kBias) return hn::Add(v, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    return v;
   }
-  return v;
 }
 
 // Stores v at p (kStream: non-temporal, p vector-aligned and T the arithmetic type).
@@ -64,11 +82,12 @@ HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kStream = false>
 void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
-               int64_t column, int64_t count, double mean_value, double inv_r_value, const T* prefetch = nullptr) {
+               int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const SplitShift<A> split(mean_value);
+  const double inv_r_value = st.inv_r;
+  const SplitShift<A> split(st.mean, st.mean_lo);
   const auto mean = hn::Set(d, split.hi);
   const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
   const double lo_inv_r = static_cast<double>(split.lo) * static_cast<double>(static_cast<A>(inv_r_value));
@@ -111,8 +130,7 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   const bool direct = std::is_same_v<T, Arith<T>> && reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0;
   if (p.stream_output && direct) {
     const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
-    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin, head,
-                                                st.mean, st.inv_r);
+    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin, head, st);
     column_begin += head;
   }
   alignas(64) T tile[kTile];
@@ -121,16 +139,16 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (next_residual) PrefetchBytes(next_residual + c, bytes);
     if (p.stream_output && direct) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias, true>(src + c, y + c, g, b, c, count, st.mean, st.inv_r,
+      ApplySpan<T, TW, kCentered, kWeight, kBias, true>(src + c, y + c, g, b, c, count, st,
                                                         next ? next + c : nullptr);
       continue;
     }
     if (next) PrefetchBytes(next + c, bytes);
     if (!p.stream_output) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, y + c, g, b, c, count, st.mean, st.inv_r);
+      ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, y + c, g, b, c, count, st);
       continue;
     }
-    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, tile, g, b, c, count, st.mean, st.inv_r);
+    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, tile, g, b, c, count, st);
     StreamBytes(y + c, tile, bytes);
   }
 }
@@ -156,7 +174,7 @@ template <typename T>
 void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) {
   using A = Arith<T>;
   if (p.saved_inv_rms) static_cast<A*>(p.saved_inv_rms)[row] = static_cast<A>(st.inv_r);
-  if (p.saved_mean) static_cast<A*>(p.saved_mean)[row] = static_cast<A>(st.mean);
+  if (p.saved_mean) static_cast<A*>(p.saved_mean)[row] = static_cast<A>(st.mean + st.mean_lo);
 }
 
 template <typename T, typename TW>
@@ -170,7 +188,7 @@ void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
       src = residual;
     }
     const RowStatistics st = RowStatisticsOf(p.norm, src);
-    if (!st.fast) {
+    if (!st.fast || !p.weight_in_range) {
       slow_forward_row(p, row, src, 0, n);
       continue;
     }
@@ -191,7 +209,7 @@ void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
 
 template <typename T>
 void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                       double mean, double* sums, double* zero_products) {
+                       const RowMean& shift, double* sums, double* zero_products) {
   const NormParams& norm = p.norm;
   const T* src = row_pointer<T>(p.x, row, p.x_stride);
   T* residual = p.residual ? row_pointer<T>(p.residual, row, p.residual_stride) : nullptr;
@@ -200,8 +218,8 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
     if (residual && pass == 0) AddResidual(src + c0, residual + c0, c1 - c0);
     const T* block_source = residual ? residual : src;
     if (norm.centered) {
-      sums[b] = pass == 0 ? BlockSumOfValues(block_source + c0, c1 - c0)
-                          : BlockSum<SumOf::kSquaredDeviations>(block_source + c0, c1 - c0, mean);
+      sums[b] = pass == 0 ? BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, shift.hi)
+                          : BlockSum<SumOf::kSquaredDeviations>(block_source + c0, c1 - c0, shift.hi, shift.lo);
       zero_products[b] = 0.0;
       continue;
     }
@@ -212,10 +230,29 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
 }
 
 void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                          double mean, double* sums, double* zero_products) {
+                          const RowMean& shift, double* sums, double* zero_products) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
-    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, mean, sums, zero_products);
+    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, zero_products);
   });
+}
+
+// The row's first element as ForwardRowsT sees it: after the residual add,
+// rounded to T by the same vector code (AddResidual on one element, into a
+// scratch copy: the residual itself is written later, block by block).
+double ForwardRowPivotImpl(const ForwardPlan& p, int64_t row) {
+  double pivot = 0.0;
+  dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
+    using T = decltype(t);
+    const T* x = row_pointer<T>(p.x, row, p.x_stride);
+    if (!p.residual) {
+      pivot = FirstElement(x);
+      return;
+    }
+    T first = row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride)[0];
+    AddResidual(x, &first, 1);
+    pivot = FirstElement(&first);
+  });
+  return pivot;
 }
 
 void ForwardColumnsImpl(const ForwardPlan& p, int64_t row, int64_t column_begin, int64_t column_end,
@@ -243,6 +280,54 @@ void ConvertFromFloatImpl(DType dtype, const float* in, void* out, int64_t count
   if (dtype == DType::kFloat32) convert(static_cast<float*>(out));
 }
 
+template <typename TW, typename A>
+bool WeightInRangeT(const TW* HWY_RESTRICT g, int64_t n, A limit) {
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto inf = hn::Set(d, std::numeric_limits<A>::infinity());
+  auto largest = hn::Zero(d), smallest = inf;
+  auto visit = [&](hn::VFromD<decltype(d)> v) {
+    v = hn::Abs(v);
+    largest = hn::Max(largest, v);
+    smallest = hn::Min(smallest, hn::IfThenElse(hn::Eq(v, hn::Zero(d)), inf, v));  // zeros are harmless
+  };
+  int64_t i = 0;
+  for (; i + N <= n; i += N) visit(LoadAs(d, g + i));
+  if (i < n) visit(LoadTail(d, g + i, static_cast<size_t>(n - i)));  // zero-padded
+  const A max_abs = hn::GetLane(hn::MaxOfLanes(d, largest));
+  const A min_abs = hn::GetLane(hn::MinOfLanes(d, smallest));
+  return !(max_abs > limit) && !(min_abs < 1 / limit);
+}
+
+bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_arithmetic) {
+  const double limit = fast_range(double_arithmetic).weight_limit;
+  switch (param_dtype) {
+    case DType::kFloat32:
+      if (double_arithmetic) return true;  // every float is within double's limit
+      return WeightInRangeT(static_cast<const float*>(g), n, static_cast<float>(limit));
+    case DType::kBFloat16:
+      return WeightInRangeT(static_cast<const hwy::bfloat16_t*>(g), n, static_cast<float>(limit));
+    case DType::kFloat16:
+      return true;  // float16's whole range, 2^-24 .. 65504, is within the limit
+    case DType::kFloat64:
+      return WeightInRangeT(static_cast<const double*>(g), n, limit);
+  }
+  return false;
+}
+
+void ConvertToFloatImpl(DType dtype, const void* in, float* out, int64_t count) {
+  const hn::ScalableTag<float> d;
+  auto convert = [&](const auto* typed_in) {
+    const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+    int64_t i = 0;
+    for (; i + N <= count; i += N) hn::StoreU(LoadAs(d, typed_in + i), d, out + i);
+    if (i < count) StoreTail(d, LoadTail(d, typed_in + i, count - i), out + i, count - i);
+  };
+  if (dtype == DType::kBFloat16) convert(static_cast<const hwy::bfloat16_t*>(in));
+  if (dtype == DType::kFloat16) convert(static_cast<const hwy::float16_t*>(in));
+  if (dtype == DType::kFloat32) convert(static_cast<const float*>(in));
+}
+
 }  // namespace rmsnorm::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -251,25 +336,40 @@ namespace rmsnorm::cpu {
 
 HWY_EXPORT(ForwardRowsImpl);
 HWY_EXPORT(ForwardBlockSumsImpl);
+HWY_EXPORT(ForwardRowPivotImpl);
 HWY_EXPORT(ForwardColumnsImpl);
 HWY_EXPORT(ConvertFromFloatImpl);
+HWY_EXPORT(ConvertToFloatImpl);
+HWY_EXPORT(WeightInRangeImpl);
+
+bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic) {
+  return RMSNORM_DISPATCH(WeightInRangeImpl, simd_index)(weight, param_dtype, n, double_arithmetic);
+}
 
 void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end) {
-  HWY_DYNAMIC_DISPATCH(ForwardRowsImpl)(plan, row_begin, row_end);
+  RMSNORM_DISPATCH(ForwardRowsImpl, plan.simd_index)(plan, row_begin, row_end);
 }
 
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        double mean, double* sums, double* zero_products) {
-  HWY_DYNAMIC_DISPATCH(ForwardBlockSumsImpl)(plan, row, block_begin, block_end, pass, mean, sums, zero_products);
+                        const RowMean& shift, double* sums, double* zero_products) {
+  RMSNORM_DISPATCH(ForwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pass, shift, sums, zero_products);
+}
+
+double forward_row_pivot(const ForwardPlan& plan, int64_t row) {
+  return RMSNORM_DISPATCH(ForwardRowPivotImpl, plan.simd_index)(plan, row);
 }
 
 void forward_columns(const ForwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                      const RowStatistics& st) {
-  HWY_DYNAMIC_DISPATCH(ForwardColumnsImpl)(plan, row, column_begin, column_end, st);
+  RMSNORM_DISPATCH(ForwardColumnsImpl, plan.simd_index)(plan, row, column_begin, column_end, st);
 }
 
 void convert_from_float(DType dtype, const float* in, void* out, int64_t count) {
-  HWY_DYNAMIC_DISPATCH(ConvertFromFloatImpl)(dtype, in, out, count);
+  RMSNORM_DISPATCH(ConvertFromFloatImpl, dispatch_index())(dtype, in, out, count);
+}
+
+void convert_to_float(DType dtype, const void* in, float* out, int64_t count) {
+  RMSNORM_DISPATCH(ConvertToFloatImpl, dispatch_index())(dtype, in, out, count);
 }
 
 }  // namespace rmsnorm::cpu

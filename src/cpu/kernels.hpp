@@ -4,6 +4,7 @@
 // in src/cpu/engine.cpp; none of these start threads.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -20,67 +21,138 @@ struct FastRange {
   double inv_r_limit;  // fast when 2^-limit <= 1/r <= 2^limit
   double tiny_sum;     // a sum of squares below this may hold underflowed squares...
   double tiny_eps;     // ...which matters only when eps cannot hide it
-  double coef_limit;   // gradient coefficients must stay well inside the type's range
+  double coef_limit;   // gradient coefficients: 0, or 1/limit <= |coef| <= limit
+  double weight_limit;  // nonzero |g| within [1/limit, limit]: inv_r * g and gy * inv_r stay normal
 };
 
 inline FastRange fast_range(bool double_arithmetic) {
-  if (double_arithmetic) return {std::ldexp(1.0, 400), std::ldexp(1.0, -900), std::ldexp(1.0, -400), std::ldexp(1.0, 900)};
-  return {std::ldexp(1.0, 50), std::ldexp(1.0, -100), std::ldexp(1.0, -30), std::ldexp(1.0, 100)};
+  if (double_arithmetic) {
+    return {std::ldexp(1.0, 400), std::ldexp(1.0, -900), std::ldexp(1.0, -400), std::ldexp(1.0, 900),
+            std::ldexp(1.0, 500)};
+  }
+  return {std::ldexp(1.0, 50), std::ldexp(1.0, -100), std::ldexp(1.0, -30), std::ldexp(1.0, 100),
+          std::ldexp(1.0, 60)};
 }
 
-// The LayerNorm shift, kept in double: the kernels subtract it as hi + lo
-// (SplitShift), so x - mean is not limited by the mean's float rounding. The
-// saved statistic is rounded to the statistics dtype when it is stored.
-inline double row_mean(double sum, int64_t n) { return sum / static_cast<double>(n); }
+// LayerNorm's mean as an unevaluated sum hi + lo of doubles: the row's pivot
+// (its first element, from which every block sums the deviations) plus the
+// mean deviation, renormalized (TwoSum) so that hi is the double nearest the
+// mean. The kernels subtract it as hi + lo (SplitShift), so x - mean is not
+// limited by the rounding of the mean to float, or to double for double data.
+struct RowMean {
+  double hi = 0.0, lo = 0.0;
+};
 
-// Backward uses the mean as forward saves it (in the statistics dtype), also
-// when it recomputes it, so that both give bitwise the same gradients.
+inline RowMean row_mean(double pivot, double deviation_sum, int64_t n) {
+  const double d = deviation_sum / static_cast<double>(n);
+  const double sum = pivot + d;
+  const double d_part = sum - pivot;
+  return {sum, (pivot - (sum - d_part)) + (d - d_part)};
+}
+
+// Backward pivots on the mean as forward saves it (in the statistics dtype),
+// also when it recomputes it, and corrects it exactly from its own pass over x
+// (finalize_gradient), so both give bitwise the same gradients and neither is
+// limited by the stored mean's rounding.
 inline RowStatistics with_saved_mean(RowStatistics st, bool double_arithmetic) {
-  if (!double_arithmetic) st.mean = static_cast<double>(static_cast<float>(st.mean));
+  const double sum = st.mean + st.mean_lo;
+  st.mean = double_arithmetic ? sum : static_cast<double>(static_cast<float>(sum));
+  st.mean_lo = 0.0;
   return st;
+}
+
+// s = sqrt(ms) for the "outside" gradient. It is derived from the rounded
+// 1/r, exactly as backward derives it from a saved 1/r, so that saved and
+// recomputed statistics give bitwise the same gradients; only where eps is
+// most of r (r - eps would cancel) is it taken from the sum itself, and then
+// backward recomputes rather than use the saved value.
+inline bool outside_s_cancels(double eps, double inv_r) { return eps * inv_r > 0.5; }
+inline double outside_s(double eps, double inv_r, double exact_s) {
+  return outside_s_cancels(eps, inv_r) ? exact_s : std::max(0.0, 1.0 / inv_r - eps);
 }
 
 // From a row's sum of squares over its first k elements (RMSNorm) or its sum of
 // squared deviations from `mean` over n (LayerNorm), and whether the rest of the
 // row was finite.
-inline RowStatistics finalize_statistics(const NormParams& p, double mean, double sum_squares, bool rest_finite,
-                                         bool double_arithmetic) {
+inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mean, double sum_squares,
+                                         bool rest_finite, bool double_arithmetic) {
   const FastRange range = fast_range(double_arithmetic);
   RowStatistics st;
-  st.mean = mean;
+  st.mean = mean.hi;
+  st.mean_lo = mean.lo;
   const double ms = sum_squares / static_cast<double>(p.centered ? p.n : p.k);
-  st.s = std::sqrt(ms);
-  const double r = p.eps_outside ? st.s + p.eps : std::sqrt(ms + p.eps);
+  const double r = p.eps_outside ? std::sqrt(ms) + p.eps : std::sqrt(ms + p.eps);
   // Rounded to the arithmetic type here, so that statistics saved by forward
   // and statistics recomputed by backward are the same numbers.
   st.inv_r = double_arithmetic ? 1.0 / r : static_cast<double>(static_cast<float>(1.0 / r));
-  st.fast = rest_finite && std::isfinite(sum_squares) && std::isfinite(mean) && st.inv_r <= range.inv_r_limit &&
-            st.inv_r >= 1.0 / range.inv_r_limit && !(sum_squares < range.tiny_sum && p.eps < range.tiny_eps);
+  if (p.eps_outside) st.s = outside_s(p.eps, st.inv_r, std::sqrt(ms));
+  // A sum of squares this small may hold squares that underflowed. eps hides
+  // that in r when it is large enough, but the "outside" gradient divides by
+  // s = sqrt(ms) itself, so such rows go to the wide path there.
+  const bool tiny = sum_squares < range.tiny_sum && (p.eps < range.tiny_eps || p.eps_outside);
+  st.fast = rest_finite && std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
+            st.inv_r <= range.inv_r_limit && st.inv_r >= 1.0 / range.inv_r_limit && !tiny;
   return st;
 }
 
-// RMSNorm: `dot` = sum_i gy_i x_i. LayerNorm: `sum_gy` and `dot` = sum_i gy_i (x_i - mean).
-inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& st, double sum_gy, double dot,
+// A row's sums for the gradient (one pass over x and dy), gy = dy * g:
+// `dot` = sum gy (x - pivot) (pivot 0 for RMSNorm, the stored mean for
+// LayerNorm), `sum_gy` and `deviations` = sum (x - pivot) for LayerNorm, and
+// `gy_squares` = sum gy^2, which bounds the row's gradients for the range check.
+struct GradientSums {
+  double sum_gy = 0.0, dot = 0.0, gy_squares = 0.0, deviations = 0.0;
+  GradientSums& operator+=(const GradientSums& o) {
+    sum_gy += o.sum_gy;
+    dot += o.dot;
+    gy_squares += o.gy_squares;
+    deviations += o.deviations;
+    return *this;
+  }
+};
+
+inline bool coefficient_in_range(double c, double limit) { return c == 0.0 || (std::fabs(c) >= 1.0 / limit && std::fabs(c) <= limit); }
+
+// The coefficients of dx_j = a * (gy_j + shift) - (x_j - mean) * coef [j < k].
+// Formed in long double so that products of extreme statistics neither
+// underflow nor overflow before the range check; a row whose coefficients or
+// gradients fall outside the arithmetic type's comfortable range goes to the
+// wide path.
+inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
                                      bool double_arithmetic) {
+  using Wide = long double;
   const FastRange range = fast_range(double_arithmetic);
   RowGradient g;
-  const double inv_r = st.inv_r;
-  g.a = inv_r;
+  const Wide inv_r = st.inv_r;
+  g.a = st.inv_r;
+  Wide dot = sums.dot, coef = 0;
   if (p.centered) {
+    // The stored mean was a pivot: the true mean is pivot + deviations / n,
+    // and sum gy (x - mean) = dot - (deviations / n) sum gy.
+    const Wide n = static_cast<Wide>(p.n);
+    const Wide delta = sums.deviations / n;
+    g.mean_lo = static_cast<double>(delta);
+    dot -= delta * sums.sum_gy;
     // dx = (1/r) (gy - mean(gy)) - (x - mean) (1/r^3) mean(gy (x - mean)): gy - mean(gy)
     // is formed first, as in the reference, so that it cancels exactly when it should.
-    const double n = static_cast<double>(p.n);
-    g.shift = -sum_gy / n;
-    g.coef = inv_r * inv_r * inv_r * dot / n;
+    g.shift = static_cast<double>(-sums.sum_gy / n);
+    coef = inv_r * inv_r * inv_r * dot / n;
   } else if (!p.eps_outside) {
-    g.coef = dot * inv_r * inv_r * inv_r / static_cast<double>(p.k);
+    coef = dot * inv_r * inv_r * inv_r / static_cast<Wide>(p.k);
   } else {
-    g.coef = st.s == 0.0 ? 0.0 : dot * inv_r * inv_r / (static_cast<double>(p.k) * st.s);
+    coef = st.s == 0.0 ? 0 : dot * inv_r * inv_r / (static_cast<Wide>(p.k) * st.s);
   }
-  g.fast = st.fast && std::isfinite(dot) && std::isfinite(sum_gy) && std::fabs(g.coef) <= range.coef_limit &&
+  g.coef = static_cast<double>(coef);
+  const bool gy_in_range = sums.gy_squares == 0.0 || (sums.gy_squares >= range.tiny_sum && sums.gy_squares <= range.coef_limit);
+  g.fast = st.fast && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
+           std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(static_cast<double>(coef), range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
   return g;
 }
+
+// Whether every nonzero |g_i| of the weight (n values of param_dtype) lies in
+// fast_range(double_arithmetic).weight_limit; NaN counts as in range (it
+// propagates the same on either path). One vector pass, once per call.
+bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic);
 
 // ------------------------------------------------------------------ forward
 // Rows [row_begin, row_end), each one whole: statistics, then the output.
@@ -91,8 +163,12 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end);
 // of one row; `pass` 0 sums what RMSNorm needs (squares over [0,k), and zero
 // products over [k,n)) or LayerNorm's values; pass 1 LayerNorm's squared
 // deviations from `mean`. Writes one double per block.
+// LayerNorm's pass 0 sums x - pivot (forward_row_pivot); pass 1 uses the mean.
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        double mean, double* sums, double* zero_products);
+                        const RowMean& shift, double* sums, double* zero_products);
+// The pivot of a row's LayerNorm sums: its first element, after the fused
+// residual add when there is one (computed without writing it, before the add).
+double forward_row_pivot(const ForwardPlan& plan, int64_t row);
 // Phase 2: writes y[row, column_begin..column_end) from the row's statistics.
 void forward_columns(const ForwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                      const RowStatistics& st);
@@ -103,7 +179,7 @@ void backward_rows(const BackwardPlan& plan, int64_t row_begin, int64_t row_end,
 // Block partial sums of one row for the gradient: RMSNorm dot = sum gy x;
 // LayerNorm sum gy and dot = sum gy (x - mean).
 void backward_block_sums(const BackwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end,
-                         double mean, double* sum_gy, double* dot);
+                         double pivot, GradientSums* sums);
 // Statistics of one row for backward: from the saved values when given, else
 // recomputed exactly as forward computes them.
 RowStatistics backward_row_statistics(const BackwardPlan& plan, int64_t row);
@@ -128,5 +204,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
 // Converts float values to dtype (bf16/f16 with the kernels' own rounding);
 // exposed for the conversion tests.
 void convert_from_float(DType dtype, const float* in, void* out, int64_t count);
+// The kernels' widening loads of dtype values to float (exact), for the same tests.
+void convert_to_float(DType dtype, const void* in, float* out, int64_t count);
 
 }  // namespace rmsnorm::cpu

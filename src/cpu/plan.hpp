@@ -41,6 +41,11 @@ struct ForwardPlan {
   void* saved_inv_rms = nullptr;  // statistics_dtype(dtype)
   void* saved_mean = nullptr;
   bool stream_output = false;  // write y with non-temporal stores
+  // Set by the engine: every nonzero |weight| lies within FastRange's
+  // weight_limit, so inv_r * g stays a normal number. Otherwise every row
+  // takes the wide slow path.
+  bool weight_in_range = true;
+  size_t simd_index = 0;  // set by the engine: every kernel of the call runs this target (dispatch.hpp)
 };
 
 struct BackwardPlan {
@@ -60,11 +65,14 @@ struct BackwardPlan {
   bool want_dweight = false;
   bool want_dbias = false;
   bool stream_output = false;
+  bool weight_in_range = true;  // as in ForwardPlan
+  size_t simd_index = 0;
 };
 
 // The statistics of one row, in double; produced from block sums by finalize_*.
 struct RowStatistics {
-  double mean = 0.0;     // LayerNorm shift; 0 for RMSNorm
+  double mean = 0.0;     // LayerNorm shift, mean + mean_lo; 0 for RMSNorm
+  double mean_lo = 0.0;
   double inv_r = 0.0;    // 1 / r
   double s = 0.0;        // sqrt(ms), for the "outside" gradient
   bool fast = true;      // false: the row needs the wide-precision slow path
@@ -76,6 +84,7 @@ struct RowGradient {
   double coef = 0.0;
   double shift = 0.0;
   bool fast = true;
+  double mean_lo = 0.0;  // LayerNorm: the mean is the statistics' (pivot) mean + mean_lo
 };
 
 // Accumulators of dweight and dbias for one thread (or one column range):

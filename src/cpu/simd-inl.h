@@ -84,6 +84,32 @@ HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
   return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, result)));
 }
 
+// ---------------------------------------------------------------- widening
+
+// Targets without F16C (SSE4 and below, and the portable ones) widen float16
+// in software; Highway 1.0.3's emulation there turns NaN and infinity into
+// finite numbers, so these targets use ours.
+inline constexpr bool kSoftwareFloat16 =
+    HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR;
+
+// float16 -> float, exact for every pattern: the exponent and mantissa moved
+// into float's position and multiplied by 2^112 (which rebiases the exponent
+// and turns float16 subnormals into the float normals they equal); exponent 31
+// becomes 255, keeping infinities and NaN payloads.
+template <class DF>
+HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RESTRICT p) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const auto bits = hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+  const auto sign = hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000u)));
+  const auto moved = hn::ShiftLeft<13>(hn::And(bits, hn::Set(du32, 0x7FFFu)));
+  const auto finite = hn::BitCast(du32, hn::Mul(hn::BitCast(df, moved), hn::Set(df, 0x1.0p112f)));
+  const auto exponent = hn::And(bits, hn::Set(du32, 0x7C00u));
+  const auto special = hn::Or(moved, hn::Set(du32, 0x7F800000u));
+  const auto magnitude = hn::IfThenElse(hn::Eq(exponent, hn::Set(du32, 0x7C00u)), special, finite);
+  return hn::BitCast(df, hn::Or(magnitude, sign));
+}
+
 // ---------------------------------------------------------------- load/store
 
 // Loads Lanes(d) elements of T and returns them in d's type (float or double).
@@ -92,6 +118,8 @@ HWY_INLINE hn::VFromD<D> LoadAs(D d, const T* HWY_RESTRICT p) {
   using A = hn::TFromD<D>;
   if constexpr (std::is_same_v<T, A>) {
     return hn::LoadU(d, p);
+  } else if constexpr (std::is_same_v<T, hwy::float16_t> && kSoftwareFloat16) {
+    return PromoteFromFloat16(d, p);
   } else {
     return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
   }
@@ -131,15 +159,16 @@ HWY_INLINE void StoreTail(D d, hn::VFromD<D> v, T* HWY_RESTRICT p, size_t count)
 
 // ---------------------------------------------------------------- centering
 
-// A double shift m as hi + lo in the arithmetic type A (lo = 0 for double).
-// x - m is formed as (x - hi) - lo: rounding m to float alone would move every
-// centered value by up to |m| * 2^-24, which is large against the row's spread
-// when |mean| >> spread (LayerNorm of rows like 1000 + noise).
+// A double-double shift m + m_lo as hi + lo in the arithmetic type A. x - m is
+// formed as (x - hi) - lo: rounding m to float alone would move every centered
+// value by up to |m| * 2^-24, which is large against the row's spread when
+// |mean| >> spread (LayerNorm of rows like 1000 + noise); for double data the
+// mean is carried as two doubles for the same reason.
 template <typename A>
 struct SplitShift {
   A hi, lo;
-  explicit SplitShift(double m)
-      : hi(static_cast<A>(m)), lo(static_cast<A>(m - static_cast<double>(static_cast<A>(m)))) {}
+  explicit SplitShift(double m, double m_lo = 0.0)
+      : hi(static_cast<A>(m)), lo(static_cast<A>((m - static_cast<double>(static_cast<A>(m))) + m_lo)) {}
 };
 
 template <class V>
@@ -170,12 +199,13 @@ HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
 
 // The sum over x[0, count) of one kind of term, count <= kBlockElements.
 // Four accumulators hide the FMA latency; their order is fixed per target.
+// kValues sums x - shift (the shift is a pivot: an element of the row, so lo = 0).
 template <SumOf kWhat, typename T>
-HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value) {
+HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value, double shift_lo_value = 0.0) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const SplitShift<A> split(shift_value);
+  const SplitShift<A> split(shift_value, shift_lo_value);
   const auto shift = hn::Set(d, split.hi), shift_lo = hn::Set(d, split.lo);
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   int64_t i = 0;
@@ -195,32 +225,29 @@ HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_
   return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, total)));
 }
 
-// The sum of a block's values, formed relative to the block's first element:
-// count * x0 + sum(x - x0). The float sum then only carries rounding errors the
-// size of the row's spread, not of its mean, so LayerNorm's mean stays accurate
-// when |mean| >> spread. Each block uses its own x0, so a thread that owns a
-// block needs nothing from any other block.
-template <typename T>
-HWY_INLINE double BlockSumOfValues(const T* HWY_RESTRICT x, int64_t count) {
-  const hn::ScalableTag<Arith<T>> d;
-  const double first = static_cast<double>(hn::GetLane(LoadTail(d, x, 1)));
-  return static_cast<double>(count) * first + BlockSum<SumOf::kValues>(x, count, first);
-}
-
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
 // added in order: the same value however the blocks are shared among threads.
+// For kValues it is the sum of x - shift, with shift the row's pivot (its first
+// element): the float sums then carry rounding errors the size of the row's
+// spread, not of its mean, so LayerNorm's mean stays accurate when
+// |mean| >> spread.
 template <SumOf kWhat, typename T>
-HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift) {
+HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift,
+                         double shift_lo = 0.0) {
   double total = 0.0;
   for (int64_t b = begin; b < end; b += kBlockElements) {
     const int64_t count = std::min(end, b + kBlockElements) - b;
-    if constexpr (kWhat == SumOf::kValues) {
-      total += BlockSumOfValues(row + b, count);
-    } else {
-      total += BlockSum<kWhat>(row + b, count, shift);
-    }
+    total += BlockSum<kWhat>(row + b, count, shift, shift_lo);
   }
   return total;
+}
+
+// The first element of a row as the arithmetic type: the pivot of LayerNorm's
+// sums.
+template <typename T>
+HWY_INLINE double FirstElement(const T* HWY_RESTRICT row) {
+  const hn::ScalableTag<Arith<T>> d;
+  return static_cast<double>(hn::GetLane(LoadTail(d, row, 1)));
 }
 
 // ---------------------------------------------------------------- streaming

@@ -160,17 +160,27 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
     }
     return;
   }
-  Wide dot = 0;
-  for (int64_t c = 0; c < p.n; ++c) dot += gy(c) * load(plan.dtype, x, c);
-  Wide coefficient;
-  if (!p.eps_outside) {
-    coefficient = dot / (static_cast<Wide>(p.k) * st.r * st.r * st.r);
-  } else {
-    coefficient = st.s == 0 ? 0 : dot / (static_cast<Wide>(p.k) * st.s * st.r * st.r);
-  }
+  // SPEC section 3 in normalized form, as the reference computes it
+  // (xhat = x / r, D = sum_i gy_i xhat_i):
+  //   inside:  dx_j = (gy_j - [j<k] xhat_j D / k) / r
+  //   outside: dx_j = gy_j / r - [j<k] xhat_j D / (k s)   (0 when s = 0)
+  // Every intermediate is of the size of gy or of xhat, so none underflows or
+  // overflows even where r does, and a row that cancels exactly (n = 1, eps = 0)
+  // gives exactly 0 instead of the rounding residue of two huge terms.
+  Wide D = 0;
+  for (int64_t c = 0; c < p.n; ++c) D += gy(c) * (load(plan.dtype, x, c) / st.r);
+  const Wide k = static_cast<Wide>(p.k);
   for (int64_t c = column_begin; c < column_end; ++c) {
-    const Wide term = c < p.k ? load(plan.dtype, x, c) * coefficient : 0;
-    store(plan.dtype, dx, c, gy(c) / st.r - term);
+    const Wide xhat = load(plan.dtype, x, c) / st.r;
+    Wide v;
+    if (c >= p.k) {
+      v = gy(c) / st.r;
+    } else if (!p.eps_outside) {
+      v = (gy(c) - xhat * D / k) / st.r;
+    } else {
+      v = gy(c) / st.r - (st.s == 0 ? 0 : xhat * D / (k * st.s));
+    }
+    store(plan.dtype, dx, c, v);
   }
 }
 

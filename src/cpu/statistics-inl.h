@@ -20,14 +20,15 @@ template <typename T>
 RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
   constexpr bool kDouble = std::is_same_v<T, double>;
   if (p.centered) {
-    const double sum = RowSum<SumOf::kValues>(src, 0, p.n, 0.0);
-    const double mean = row_mean(sum, p.n);
-    const double squares = std::isfinite(mean) ? RowSum<SumOf::kSquaredDeviations>(src, 0, p.n, mean) : mean;
+    const double pivot = FirstElement(src);
+    const RowMean mean = row_mean(pivot, RowSum<SumOf::kValues>(src, 0, p.n, pivot), p.n);
+    const bool finite = std::isfinite(mean.hi) && std::isfinite(mean.lo);
+    const double squares = finite ? RowSum<SumOf::kSquaredDeviations>(src, 0, p.n, mean.hi, mean.lo) : mean.hi;
     return finalize_statistics(p, mean, squares, true, kDouble);
   }
   const double squares = RowSum<SumOf::kSquares>(src, 0, p.k, 0.0);
   const bool rest_finite = p.k == p.n || RowSum<SumOf::kZeroProducts>(src, p.k, p.n, 0.0) == 0.0;
-  return finalize_statistics(p, 0.0, squares, rest_finite, kDouble);
+  return finalize_statistics(p, RowMean{}, squares, rest_finite, kDouble);
 }
 
 }  // namespace rmsnorm::cpu::HWY_NAMESPACE

@@ -19,10 +19,12 @@ bool all_finite(const Matrix& m, int64_t row) {
 
 // The per-row statistics: the shift (mean for LayerNorm, 0 for RMSNorm), r, and
 // for RMSNorm s = sqrt(ms) and k.
+// Kept in long double: a double mean of a row like 1e4 + N(0, 1) is off by
+// 1e-12, which is 1e-12 of the row's spread, more than float64's bound.
 struct RowStatistics {
-  double mean = 0.0;
-  double r = 0.0;
-  double s = 0.0;  // sqrt(ms), used by the "outside" gradient
+  long double mean = 0.0;
+  long double r = 0.0;
+  long double s = 0.0;  // sqrt(ms), used by the "outside" gradient
   int64_t k = 0;
 };
 
@@ -32,14 +34,14 @@ RowStatistics row_statistics(const NormOptions& options, const Matrix& x, int64_
   if (options.kind == NormKind::kLayerNorm) {
     long double sum = 0;
     for (int64_t c = 0; c < n; ++c) sum += x.at(row, c);
-    st.mean = static_cast<double>(sum / n);
+    st.mean = sum / n;
     long double squares = 0;
     for (int64_t c = 0; c < n; ++c) {
       const long double d = static_cast<long double>(x.at(row, c)) - st.mean;
       squares += d * d;
     }
     const long double var = squares / n;
-    st.r = static_cast<double>(std::sqrt(var + options.eps));
+    st.r = std::sqrt(var + options.eps);
     st.k = n;
     return st;
   }
@@ -50,10 +52,8 @@ RowStatistics row_statistics(const NormOptions& options, const Matrix& x, int64_
     squares += v * v;
   }
   const long double ms = squares / st.k;
-  st.s = static_cast<double>(std::sqrt(ms));
-  st.r = options.eps_placement == EpsPlacement::kInside
-             ? static_cast<double>(std::sqrt(ms + options.eps))
-             : static_cast<double>(std::sqrt(ms) + options.eps);
+  st.s = std::sqrt(ms);
+  st.r = options.eps_placement == EpsPlacement::kInside ? std::sqrt(ms + options.eps) : std::sqrt(ms) + options.eps;
   return st;
 }
 
@@ -73,13 +73,13 @@ ForwardResult forward(const NormOptions& options, const Matrix& x, const std::ve
       continue;
     }
     const RowStatistics st = row_statistics(options, x, row);
-    out.inv_rms[row] = 1.0 / st.r;
-    out.mean[row] = st.mean;
+    out.inv_rms[row] = static_cast<double>(1 / st.r);
+    out.mean[row] = static_cast<double>(st.mean);
     for (int64_t c = 0; c < x.n; ++c) {
-      double v = (x.at(row, c) - st.mean) / st.r;
+      long double v = (x.at(row, c) - st.mean) / st.r;
       if (!weight.empty()) v *= weight[c];
       if (!bias.empty()) v += bias[c];
-      out.y.at(row, c) = v;
+      out.y.at(row, c) = static_cast<double>(v);
     }
   }
   return out;
@@ -92,7 +92,7 @@ BackwardResult backward(const NormOptions& options, const Matrix& x, const Matri
   out.dx = Matrix{x.rows, n, std::vector<double>(x.values.size())};
   if (!weight.empty()) out.dweight.assign(static_cast<size_t>(n), 0.0);
   out.dbias.assign(static_cast<size_t>(n), 0.0);
-  std::vector<double> gy(static_cast<size_t>(n));
+  std::vector<long double> gy(static_cast<size_t>(n));
 
   for (int64_t row = 0; row < x.rows; ++row) {
     for (int64_t c = 0; c < n; ++c) out.dbias[c] += dy.at(row, c);
@@ -102,45 +102,54 @@ BackwardResult backward(const NormOptions& options, const Matrix& x, const Matri
       if (!weight.empty()) {
         // A non-finite x leaves the row without statistics: xhat is NaN.
         const RowStatistics st = x_finite ? row_statistics(options, x, row) : RowStatistics{kNaN, kNaN};
-        for (int64_t c = 0; c < n; ++c) out.dweight[c] += dy.at(row, c) * (x.at(row, c) - st.mean) / st.r;
+        for (int64_t c = 0; c < n; ++c) out.dweight[c] += static_cast<double>(dy.at(row, c) * (x.at(row, c) - st.mean) / st.r);
       }
       continue;
     }
     const RowStatistics st = row_statistics(options, x, row);
-    for (int64_t c = 0; c < n; ++c) gy[c] = dy.at(row, c) * (weight.empty() ? 1.0 : weight[c]);
+    for (int64_t c = 0; c < n; ++c) gy[c] = static_cast<long double>(dy.at(row, c)) * (weight.empty() ? 1.0 : weight[c]);
 
     if (options.kind == NormKind::kLayerNorm) {
-      // dx_j = (1/r) * (gy_j - mean(gy) - xhat_j * mean(gy * xhat))
+      // dx_j = (1/r) * (gy_j - mean(gy) - xhat_j * mean(gy * xhat)), in long double
       long double sum_gy = 0, sum_gy_xhat = 0;
       for (int64_t c = 0; c < n; ++c) {
-        const double xhat = (x.at(row, c) - st.mean) / st.r;
+        const long double xhat = (x.at(row, c) - st.mean) / st.r;
         sum_gy += gy[c];
-        sum_gy_xhat += static_cast<long double>(gy[c]) * xhat;
+        sum_gy_xhat += gy[c] * xhat;
       }
-      const double mean_gy = static_cast<double>(sum_gy / n);
-      const double mean_gy_xhat = static_cast<double>(sum_gy_xhat / n);
+      const long double mean_gy = sum_gy / n, mean_gy_xhat = sum_gy_xhat / n;
       for (int64_t c = 0; c < n; ++c) {
-        const double xhat = (x.at(row, c) - st.mean) / st.r;
-        out.dx.at(row, c) = (gy[c] - mean_gy - xhat * mean_gy_xhat) / st.r;
+        const long double xhat = (x.at(row, c) - st.mean) / st.r;
+        out.dx.at(row, c) = static_cast<double>((gy[c] - mean_gy - xhat * mean_gy_xhat) / st.r);
       }
     } else {
-      // c = sum_{all i} gy_i x_i; only the first k elements carry the statistic term.
-      long double dot = 0;
-      for (int64_t c = 0; c < n; ++c) dot += static_cast<long double>(gy[c]) * x.at(row, c);
-      const double cdot = static_cast<double>(dot);
-      double coefficient;  // multiplies x_j for j < k
-      if (options.eps_placement == EpsPlacement::kInside) {
-        coefficient = cdot / (static_cast<double>(st.k) * st.r * st.r * st.r);
-      } else {
-        coefficient = st.s == 0.0 ? 0.0 : cdot / (static_cast<double>(st.k) * st.s * st.r * st.r);
-      }
+      // c = sum_{all i} gy_i x_i; only the first k elements carry the statistic
+      // term. Evaluated in normalized form, in long double (xhat = x / r,
+      // D = sum_i gy_i xhat_i = c / r), the same values as section 3's:
+      //   inside:  dx_j = (gy_j - [j<k] xhat_j D / k) / r
+      //   outside: dx_j = gy_j / r - [j<k] xhat_j D / (k s)   (0 when s = 0)
+      // so that no intermediate underflows or overflows where the result does
+      // not (x / r^3 does, for rows far from 1 in scale).
+      using Wide = long double;
+      const Wide r = st.r, s = st.s, k = static_cast<Wide>(st.k);
+      auto gy_of = [&](int64_t c) { return gy[c]; };
+      Wide D = 0;
+      for (int64_t c = 0; c < n; ++c) D += gy_of(c) * (x.at(row, c) / r);
       for (int64_t c = 0; c < n; ++c) {
-        const double term = c < st.k ? x.at(row, c) * coefficient : 0.0;
-        out.dx.at(row, c) = gy[c] / st.r - term;
+        const Wide xhat = x.at(row, c) / r;
+        Wide v;
+        if (c >= st.k) {
+          v = gy_of(c) / r;
+        } else if (options.eps_placement == EpsPlacement::kInside) {
+          v = (gy_of(c) - xhat * D / k) / r;
+        } else {
+          v = gy_of(c) / r - (s == 0 ? 0 : xhat * D / (k * s));
+        }
+        out.dx.at(row, c) = static_cast<double>(v);
       }
     }
     if (!weight.empty()) {
-      for (int64_t c = 0; c < n; ++c) out.dweight[c] += dy.at(row, c) * (x.at(row, c) - st.mean) / st.r;
+      for (int64_t c = 0; c < n; ++c) out.dweight[c] += static_cast<double>(dy.at(row, c) * (x.at(row, c) - st.mean) / st.r);
     }
   }
   return out;
