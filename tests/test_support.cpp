@@ -1,6 +1,7 @@
 #include "tests/test_support.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -18,6 +19,26 @@ uint64_t run_seed() {
   }();
   return seed;
 }
+
+namespace {
+// Every test binary states its seed before its tests run, so that a failure
+// anywhere (not only inside for_each_target's trace) can be re-run exactly:
+// RMSNORM_TEST_SEED=<seed> <binary> --gtest_filter=<test>.
+class SeedReporter : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::printf("rmsnorm tests: seed %llu (re-run with RMSNORM_TEST_SEED=%llu)\n",
+                static_cast<unsigned long long>(run_seed()), static_cast<unsigned long long>(run_seed()));
+  }
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Failed()) {
+      std::printf("rmsnorm tests: FAILED with seed %llu; RMSNORM_TEST_SEED=%llu reproduces the inputs\n",
+                  static_cast<unsigned long long>(run_seed()), static_cast<unsigned long long>(run_seed()));
+    }
+  }
+};
+[[maybe_unused]] ::testing::Environment* const seed_reporter = ::testing::AddGlobalTestEnvironment(new SeedReporter);
+}  // namespace
 
 std::mt19937_64& rng() {
   static std::mt19937_64 engine(run_seed());

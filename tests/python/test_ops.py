@@ -222,3 +222,28 @@ def test_cuda_tensors_match_cpu_forward_and_backward(dtype, layer):
     tol = {torch.float32: 1e-5, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
     for name, cpu, gpu in zip(("y", "dx", "dweight"), *outputs):
         assert ((gpu - cpu).norm() / cpu.norm()).item() <= tol, name
+
+
+@pytest.mark.parametrize("layer", [False, True])
+def test_double_backward_is_a_clear_error_not_a_silent_zero(layer):
+    """A gradient penalty differentiates a gradient: the engine's backward is
+    not differentiable, so that must raise, never drop the penalty's term."""
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(8, dtype=torch.float64) + 0.5).requires_grad_()
+
+    def f(x, w):
+        if layer:
+            return torch.ops.rmsnorm.layer_norm(x, [8], w, None, 1e-5)
+        return torch.ops.rmsnorm.rms_norm(x, [8], w, None, 1e-5, 1.0, "inside")
+
+    # The first backward with create_graph=True works and gives the right numbers.
+    (gx,) = torch.autograd.grad((f(x, w) * torch.arange(8.0, dtype=torch.float64)).sum(), x, create_graph=True)
+    x_ref = x.detach().clone().requires_grad_()
+    ref = TF.layer_norm(x_ref, [8], w.detach(), None, 1e-5) if layer else plain_rms_norm(x_ref, [8], w.detach())
+    (gx_ref,) = torch.autograd.grad((ref * torch.arange(8.0, dtype=torch.float64)).sum(), x_ref)
+    torch.testing.assert_close(gx.detach(), gx_ref)
+    assert gx.requires_grad, "the gradient must carry a graph (that raises), not silently none"
+    with pytest.raises(RuntimeError, match="double backward"):
+        gx.pow(2).sum().backward()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.gradgradcheck(f, (x, w))

@@ -135,6 +135,28 @@ NormOptions norm_options(bool layer_norm, double eps, double p, int64_t placemen
   return options;
 }
 
+// The engine's backward is not itself differentiable. Under create_graph=True
+// its gradients pass through this node, which records the forward's inputs
+// as their source, so that differentiating them again is an error rather
+// than a gradient that silently has no graph (a gradient penalty would lose
+// its term). As Python's @once_differentiable does, the error comes only
+// when a second derivative is actually asked for.
+struct NoDoubleBackward : public ::torch::autograd::Function<NoDoubleBackward> {
+  // `gradients` are all defined (LibTorch 1.13 cannot record undefined outputs).
+  static tensor_list forward(AutogradContext* /*ctx*/, tensor_list gradients, const at::Tensor& /*source*/) {
+    tensor_list out;
+    for (const at::Tensor& g : gradients) out.push_back(g.clone());
+    return out;
+  }
+  static tensor_list backward(AutogradContext* /*ctx*/, tensor_list /*grad_outputs*/) {
+    TORCH_CHECK(false,
+                "rmsnorm: double backward (the gradient of a gradient of rms_norm/layer_norm) is not "
+                "implemented; the first backward works with create_graph=True, but its result cannot be "
+                "differentiated again. Use torch.nn.functional ops for gradient penalties.");
+    return {};
+  }
+};
+
 struct NormFunction : public ::torch::autograd::Function<NormFunction> {
   // weight and bias are optional: autograd's Function records an undefined
   // tensor argument as an input it cannot describe, an empty optional as none.
@@ -238,8 +260,20 @@ struct NormFunction : public ::torch::autograd::Function<NormFunction> {
       return g.to(type).view(shape_of_params);
     };
     const auto input_shape = ctx->saved_data["input_shape"].toIntVector();
-    return {dx.view(input_shape), at::Tensor(), as_param(dweight, "weight_type"), as_param(dbias, "bias_type"),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    tensor_list grads{dx.view(input_shape), as_param(dweight, "weight_type"), as_param(dbias, "bias_type")};
+    // create_graph=True runs backward with grad mode on: see NoDoubleBackward.
+    if (at::GradMode::is_enabled() && (x.requires_grad() || (w.defined() && w.requires_grad()) ||
+                                       grad_outputs[0].requires_grad())) {
+      const at::Tensor source = grad_outputs[0].requires_grad() ? grad_outputs[0] : x.requires_grad() ? x : w;
+      tensor_list defined;
+      for (const at::Tensor& g : grads)
+        if (g.defined()) defined.push_back(g);
+      const tensor_list recorded = NoDoubleBackward::apply(defined, source);
+      size_t next = 0;
+      for (at::Tensor& g : grads)
+        if (g.defined()) g = recorded[next++];
+    }
+    return {grads[0], at::Tensor(), grads[1], grads[2], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
