@@ -341,6 +341,15 @@ TEST_P(EveryTarget, IntermediatesStayInRange) {
     ASSERT_EQ(check_backward_outputs(o, x, dy, empty_vector(DType::kFloat64), g.dx, nullptr, DType::kFloat64, nullptr), "");
     EXPECT_LE(std::fabs(g.dx.get(0, 0)), 1e-290) << "dx = " << g.dx.get(0, 0);
   }
+  {  // bfloat16 backward, n = 1, eps 0 (found by fuzz/api_fuzzer): gy = 1.3e-34 is a normal float, but
+     // gy * x underflowed to 0, so dx kept its first term; the exact dx is 0.
+    const NormOptions o = rms(1.0, EpsPlacement::kInside, 0.0);
+    const TypedMatrix x = matrix_of(DType::kBFloat16, 1, 1, {2.57571742e-14});
+    const TypedMatrix dy = matrix_of(DType::kBFloat16, 1, 1, {3.49370718e-26});
+    const TypedVector w = vector_of(DType::kBFloat16, {-3.84170562e-09});
+    const Gradients g = backward_of(o, x, dy, w);
+    EXPECT_EQ(g.dx.get(0, 0), 0.0);
+  }
   {  // float32 backward, n = 1, eps 0: dx is exactly 0; two huge terms' residue overflowed to inf.
     const NormOptions o = rms(1.0, EpsPlacement::kInside, 0.0);
     const TypedMatrix x = matrix_of(DType::kFloat32, 1, 1, {static_cast<double>(-0xd.d883bp-129f)});

@@ -75,6 +75,10 @@ std::string check_backward_outputs(const NormOptions& options, const TypedMatrix
 
 double float32_tolerance(int64_t n);
 
+// The size of the terms that make up dx (see check_backward_outputs), rows x n.
+reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference::Matrix& dy,
+                                     const std::vector<double>& weight, const reference::ForwardResult& fw);
+
 // Runs body once per SIMD target, with dispatch restricted to it.
 void for_each_target(const std::function<void(const std::string&)>& body);
 

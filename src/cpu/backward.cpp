@@ -33,8 +33,8 @@ GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const auto shift = hn::Set(d, static_cast<A>(pivot));  // the stored mean: exact in A
   auto gy0 = hn::Zero(d), gy1 = hn::Zero(d), dot0 = hn::Zero(d), dot1 = hn::Zero(d);
-  auto sq0 = hn::Zero(d), sq1 = hn::Zero(d), dev0 = hn::Zero(d), dev1 = hn::Zero(d);
-  auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto& sq_acc, auto& dev_acc, auto xv, auto dyv, int64_t i,
+  auto mag0 = hn::Zero(d), mag1 = hn::Zero(d), dev0 = hn::Zero(d), dev1 = hn::Zero(d);
+  auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto& mag_acc, auto& dev_acc, auto xv, auto dyv, int64_t i,
                         size_t tail) {
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
     if constexpr (kCentered) {
@@ -44,22 +44,22 @@ GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
       dev_acc = hn::Add(dev_acc, xv);
     }
     dot_acc = hn::MulAdd(gy, xv, dot_acc);
-    sq_acc = hn::MulAdd(gy, gy, sq_acc);
+    mag_acc = hn::Add(mag_acc, hn::Abs(gy));
   };
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
-    accumulate(gy0, dot0, sq0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
-    accumulate(gy1, dot1, sq1, dev1, LoadAs(d, x + i + N), LoadAs(d, dy + i + N), i + N, 0);
+    accumulate(gy0, dot0, mag0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+    accumulate(gy1, dot1, mag1, dev1, LoadAs(d, x + i + N), LoadAs(d, dy + i + N), i + N, 0);
   }
-  for (; i + N <= count; i += N) accumulate(gy0, dot0, sq0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
+  for (; i + N <= count; i += N) accumulate(gy0, dot0, mag0, dev0, LoadAs(d, x + i), LoadAs(d, dy + i), i, 0);
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    accumulate(gy1, dot1, sq1, dev1, LoadTail(d, x + i, remaining), LoadTail(d, dy + i, remaining), i, remaining);
+    accumulate(gy1, dot1, mag1, dev1, LoadTail(d, x + i, remaining), LoadTail(d, dy + i, remaining), i, remaining);
   }
   auto total = [&](auto a, auto b) { return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(a, b)))); };
   GradientSums sums;
   sums.dot = total(dot0, dot1);
-  sums.gy_squares = total(sq0, sq1);
+  sums.gy_magnitude = total(mag0, mag1);
   if constexpr (kCentered) {
     sums.sum_gy = total(gy0, gy1);
     sums.deviations = total(dev0, dev1);

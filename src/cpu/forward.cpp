@@ -209,7 +209,7 @@ void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
 
 template <typename T>
 void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                       const RowMean& shift, double* sums, double* zero_products) {
+                       const RowMean& shift, double* sums, double* rest_magnitudes) {
   const NormParams& norm = p.norm;
   const T* src = row_pointer<T>(p.x, row, p.x_stride);
   T* residual = p.residual ? row_pointer<T>(p.residual, row, p.residual_stride) : nullptr;
@@ -218,21 +218,26 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
     if (residual && pass == 0) AddResidual(src + c0, residual + c0, c1 - c0);
     const T* block_source = residual ? residual : src;
     if (norm.centered) {
-      sums[b] = pass == 0 ? BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, shift.hi)
-                          : BlockSum<SumOf::kSquaredDeviations>(block_source + c0, c1 - c0, shift.hi, shift.lo);
-      zero_products[b] = 0.0;
+      if (pass == 0) {
+        sums[b] = BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, shift.hi);
+        rest_magnitudes[b] = 0.0;
+      } else {
+        const CenteredSums centered = BlockCenteredSums(block_source + c0, c1 - c0, shift.hi, shift.lo);
+        sums[b] = centered.squares;
+        rest_magnitudes[b] = centered.deviations;  // LayerNorm's pass 1: the mean's correction
+      }
       continue;
     }
     const int64_t split = std::clamp(norm.k, c0, c1);
     sums[b] = split > c0 ? BlockSum<SumOf::kSquares>(block_source + c0, split - c0, 0.0) : 0.0;
-    zero_products[b] = c1 > split ? BlockSum<SumOf::kZeroProducts>(block_source + split, c1 - split, 0.0) : 0.0;
+    rest_magnitudes[b] = c1 > split ? BlockSum<SumOf::kMagnitudes>(block_source + split, c1 - split, 0.0) : 0.0;
   }
 }
 
 void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                          const RowMean& shift, double* sums, double* zero_products) {
+                          const RowMean& shift, double* sums, double* rest_magnitudes) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
-    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, zero_products);
+    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, rest_magnitudes);
   });
 }
 
@@ -287,7 +292,7 @@ bool WeightInRangeT(const TW* HWY_RESTRICT g, int64_t n, A limit) {
   const auto inf = hn::Set(d, std::numeric_limits<A>::infinity());
   auto largest = hn::Zero(d), smallest = inf;
   auto visit = [&](hn::VFromD<decltype(d)> v) {
-    v = hn::Abs(v);
+    v = hn::IfThenZeroElse(hn::IsNaN(v), hn::Abs(v));  // NaN would poison Max/Min in either order
     largest = hn::Max(largest, v);
     smallest = hn::Min(smallest, hn::IfThenElse(hn::Eq(v, hn::Zero(d)), inf, v));  // zeros are harmless
   };
@@ -300,7 +305,7 @@ bool WeightInRangeT(const TW* HWY_RESTRICT g, int64_t n, A limit) {
 }
 
 bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_arithmetic) {
-  const double limit = fast_range(double_arithmetic).weight_limit;
+  const double limit = fast_range(double_arithmetic).scale_limit;
   switch (param_dtype) {
     case DType::kFloat32:
       if (double_arithmetic) return true;  // every float is within double's limit
@@ -351,8 +356,9 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end) {
 }
 
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        const RowMean& shift, double* sums, double* zero_products) {
-  RMSNORM_DISPATCH(ForwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pass, shift, sums, zero_products);
+                        const RowMean& shift, double* sums, double* rest_magnitudes) {
+  RMSNORM_DISPATCH(ForwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pass, shift, sums,
+                                                          rest_magnitudes);
 }
 
 double forward_row_pivot(const ForwardPlan& plan, int64_t row) {

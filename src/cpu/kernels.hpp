@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "src/cpu/plan.hpp"
 
@@ -22,16 +23,22 @@ struct FastRange {
   double tiny_sum;     // a sum of squares below this may hold underflowed squares...
   double tiny_eps;     // ...which matters only when eps cannot hide it
   double coef_limit;   // gradient coefficients: 0, or 1/limit <= |coef| <= limit
-  double weight_limit;  // nonzero |g| within [1/limit, limit]: inv_r * g and gy * inv_r stay normal
+  // Scales of the parameters and of the incoming gradient: every nonzero |g|,
+  // and a row's sum of |gy|, within [1/limit, limit], so that inv_r * g,
+  // gy * inv_r and gy * x stay normal numbers.
+  double scale_limit;
 };
 
 inline FastRange fast_range(bool double_arithmetic) {
   if (double_arithmetic) {
     return {std::ldexp(1.0, 400), std::ldexp(1.0, -900), std::ldexp(1.0, -400), std::ldexp(1.0, 900),
-            std::ldexp(1.0, 500)};
+            std::ldexp(1.0, 300)};
   }
+  // With |g| and sum |gy| within 2^+-40, |dy| <= 2^80; with |x / r| <= 2^40
+  // past k (and <= sqrt(k) before), dweight's terms dy * x / r stay below
+  // 2^120 and their 32-row float chunks below float's 2^128.
   return {std::ldexp(1.0, 50), std::ldexp(1.0, -100), std::ldexp(1.0, -30), std::ldexp(1.0, 100),
-          std::ldexp(1.0, 60)};
+          std::ldexp(1.0, 40)};
 }
 
 // LayerNorm's mean as an unevaluated sum hi + lo of doubles: the row's pivot
@@ -48,6 +55,21 @@ inline RowMean row_mean(double pivot, double deviation_sum, int64_t n) {
   const double sum = pivot + d;
   const double d_part = sum - pivot;
   return {sum, (pivot - (sum - d_part)) + (d - d_part)};
+}
+
+// The corrected two-pass result: the mean moved by deviations / n (the sum of
+// x - mean over the row, which is 0 for an exact mean), and the sum of squared
+// deviations from the moved mean, sum (x - m)^2 - deviations^2 / n.
+inline RowMean corrected_mean(const RowMean& m, double deviations, int64_t n) {
+  return row_mean(m.hi, m.lo * static_cast<double>(n) + deviations, n);
+}
+// Not finite (so the row takes the wide path) where the squares or the
+// correction overflowed: std::max(0.0, NaN) would have made it 0.
+inline double corrected_squares(double squares, double deviations, int64_t n) {
+  const double correction = deviations * (deviations / static_cast<double>(n));
+  if (!std::isfinite(correction)) return std::numeric_limits<double>::quiet_NaN();
+  const double corrected = squares - correction;
+  return corrected > 0 ? corrected : corrected <= 0 ? 0.0 : corrected;
 }
 
 // Backward pivots on the mean as forward saves it (in the statistics dtype),
@@ -72,10 +94,11 @@ inline double outside_s(double eps, double inv_r, double exact_s) {
 }
 
 // From a row's sum of squares over its first k elements (RMSNorm) or its sum of
-// squared deviations from `mean` over n (LayerNorm), and whether the rest of the
-// row was finite.
+// squared deviations from `mean` over n (LayerNorm), and the sum of |x| over
+// the rest of the row (pRMSNorm; 0 otherwise): those elements must be finite,
+// and small enough against r that x / r stays in range (dweight's terms).
 inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mean, double sum_squares,
-                                         bool rest_finite, bool double_arithmetic) {
+                                         double rest_magnitude, bool double_arithmetic) {
   const FastRange range = fast_range(double_arithmetic);
   RowStatistics st;
   st.mean = mean.hi;
@@ -90,7 +113,8 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
   // that in r when it is large enough, but the "outside" gradient divides by
   // s = sqrt(ms) itself, so such rows go to the wide path there.
   const bool tiny = sum_squares < range.tiny_sum && (p.eps < range.tiny_eps || p.eps_outside);
-  st.fast = rest_finite && std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
+  const bool rest_in_range = std::isfinite(rest_magnitude) && rest_magnitude * st.inv_r <= range.scale_limit;
+  st.fast = rest_in_range && std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
             st.inv_r <= range.inv_r_limit && st.inv_r >= 1.0 / range.inv_r_limit && !tiny;
   return st;
 }
@@ -98,13 +122,14 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
 // A row's sums for the gradient (one pass over x and dy), gy = dy * g:
 // `dot` = sum gy (x - pivot) (pivot 0 for RMSNorm, the stored mean for
 // LayerNorm), `sum_gy` and `deviations` = sum (x - pivot) for LayerNorm, and
-// `gy_squares` = sum gy^2, which bounds the row's gradients for the range check.
+// `gy_magnitude` = sum |gy|, the row's gradient scale for the range check (a
+// sum of squares would underflow to 0 for gradients that are not 0).
 struct GradientSums {
-  double sum_gy = 0.0, dot = 0.0, gy_squares = 0.0, deviations = 0.0;
+  double sum_gy = 0.0, dot = 0.0, gy_magnitude = 0.0, deviations = 0.0;
   GradientSums& operator+=(const GradientSums& o) {
     sum_gy += o.sum_gy;
     dot += o.dot;
-    gy_squares += o.gy_squares;
+    gy_magnitude += o.gy_magnitude;
     deviations += o.deviations;
     return *this;
   }
@@ -142,7 +167,9 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
     coef = st.s == 0.0 ? 0 : dot * inv_r * inv_r / (static_cast<Wide>(p.k) * st.s);
   }
   g.coef = static_cast<double>(coef);
-  const bool gy_in_range = sums.gy_squares == 0.0 || (sums.gy_squares >= range.tiny_sum && sums.gy_squares <= range.coef_limit);
+  // 0 only when every gy is 0 (a sum of non-negative floats): dx is then 0.
+  const bool gy_in_range = sums.gy_magnitude == 0.0 || (sums.gy_magnitude >= 1 / range.scale_limit &&
+                                                        sums.gy_magnitude <= range.scale_limit);
   g.fast = st.fast && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
            std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(static_cast<double>(coef), range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
@@ -150,7 +177,7 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
 }
 
 // Whether every nonzero |g_i| of the weight (n values of param_dtype) lies in
-// fast_range(double_arithmetic).weight_limit; NaN counts as in range (it
+// fast_range(double_arithmetic).scale_limit; NaN counts as in range (it
 // propagates the same on either path). One vector pass, once per call.
 bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic);
 
@@ -163,9 +190,11 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end);
 // of one row; `pass` 0 sums what RMSNorm needs (squares over [0,k), and zero
 // products over [k,n)) or LayerNorm's values; pass 1 LayerNorm's squared
 // deviations from `mean`. Writes one double per block.
-// LayerNorm's pass 0 sums x - pivot (forward_row_pivot); pass 1 uses the mean.
+// LayerNorm's pass 0 sums x - pivot (forward_row_pivot) into `sums`; pass 1
+// writes the squared deviations from `shift` into `sums` and the deviations
+// (corrected_mean) into `rest_magnitudes`.
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        const RowMean& shift, double* sums, double* zero_products);
+                        const RowMean& shift, double* sums, double* rest_magnitudes);
 // The pivot of a row's LayerNorm sums: its first element, after the fused
 // residual add when there is one (computed without writing it, before the add).
 double forward_row_pivot(const ForwardPlan& plan, int64_t row);

@@ -42,7 +42,7 @@ struct ForwardPlan {
   void* saved_mean = nullptr;
   bool stream_output = false;  // write y with non-temporal stores
   // Set by the engine: every nonzero |weight| lies within FastRange's
-  // weight_limit, so inv_r * g stays a normal number. Otherwise every row
+  // scale_limit, so inv_r * g stays a normal number. Otherwise every row
   // takes the wide slow path.
   bool weight_in_range = true;
   size_t simd_index = 0;  // set by the engine: every kernel of the call runs this target (dispatch.hpp)

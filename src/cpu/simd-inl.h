@@ -178,7 +178,7 @@ HWY_INLINE V Center(V v, V hi, V lo) {
 
 // ---------------------------------------------------------------- block sums
 
-enum class SumOf { kSquares, kValues, kSquaredDeviations, kZeroProducts };
+enum class SumOf { kSquares, kValues, kSquaredDeviations, kMagnitudes };
 
 // One term of a sum, added to acc.
 template <SumOf kWhat, class D, class V>
@@ -191,9 +191,10 @@ HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
     const V centered = Center(v, shift, shift_lo);
     return hn::MulAdd(centered, centered, acc);
   } else {
-    // x * 0 is 0 for every finite x and NaN for NaN or infinity: a cheap test
-    // that a stretch of the row is finite.
-    return hn::MulAdd(v, hn::Zero(d), acc);
+    // Sum of |x|: NaN or infinite when an element is, and otherwise the
+    // stretch's scale (pRMSNorm's elements past k, for the range check).
+    (void)d;
+    return hn::Add(acc, hn::Abs(v));
   }
 }
 
@@ -223,6 +224,48 @@ HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_
   }
   const auto total = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
   return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, total)));
+}
+
+// LayerNorm's second pass over one block: the sums of (x - m)^2 and of
+// (x - m) for the first estimate m = hi + lo of the mean. The second corrects
+// the mean (corrected two-pass algorithm): the first estimate, summed from the
+// row's first element, can be off by float rounding of |x - x0| when x0 lies
+// far from the rest.
+struct CenteredSums {
+  double squares = 0.0, deviations = 0.0;
+};
+
+template <typename T>
+HWY_INLINE CenteredSums BlockCenteredSums(const T* HWY_RESTRICT x, int64_t count, double hi_value, double lo_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const SplitShift<A> split(hi_value, lo_value);
+  const auto hi = hn::Set(d, split.hi), lo = hn::Set(d, split.lo);
+  auto sq0 = hn::Zero(d), sq1 = hn::Zero(d), dev0 = hn::Zero(d), dev1 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * N <= count; i += 2 * N) {
+    const auto c0 = Center(LoadAs(d, x + i), hi, lo), c1 = Center(LoadAs(d, x + i + N), hi, lo);
+    sq0 = hn::MulAdd(c0, c0, sq0);
+    sq1 = hn::MulAdd(c1, c1, sq1);
+    dev0 = hn::Add(dev0, c0);
+    dev1 = hn::Add(dev1, c1);
+  }
+  for (; i + N <= count; i += N) {
+    const auto c = Center(LoadAs(d, x + i), hi, lo);
+    sq0 = hn::MulAdd(c, c, sq0);
+    dev0 = hn::Add(dev0, c);
+  }
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    const auto c = hn::IfThenElseZero(hn::FirstN(d, remaining), Center(LoadTail(d, x + i, remaining), hi, lo));
+    sq1 = hn::MulAdd(c, c, sq1);
+    dev1 = hn::Add(dev1, c);
+  }
+  CenteredSums sums;
+  sums.squares = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(sq0, sq1))));
+  sums.deviations = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(dev0, dev1))));
+  return sums;
 }
 
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,

@@ -92,15 +92,6 @@ void save_statistic(DType data_dtype, void* where, int64_t row, Wide value) {
   }
 }
 
-// Adds to the accumulator's chunk (float, or double for double data).
-void add_to_chunk(void* chunk, bool double_arithmetic, int64_t c, Wide v) {
-  if (double_arithmetic) {
-    static_cast<double*>(chunk)[c] += static_cast<double>(v);
-  } else {
-    static_cast<float*>(chunk)[c] += static_cast<float>(v);
-  }
-}
-
 }  // namespace
 
 void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, int64_t column_begin,
@@ -128,7 +119,6 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
   const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
   void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
-  const bool double_arithmetic = plan.dtype == DType::kFloat64;
   const bool x_finite = row_finite(plan.dtype, x, p.n);
   const WideStatistics st = x_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
   auto gy = [&](int64_t c) {
@@ -136,11 +126,15 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
     return plan.weight ? d * load(plan.param_dtype, plan.weight, c) : d;
   };
 
-  if (acc.chunk_dweight) {
+  // Straight into the double totals, not the chunk in the arithmetic type:
+  // the rows that come here can have terms beyond float's range (dy ~ 1e37),
+  // whose float sum would overflow to inf - inf = NaN. The order of additions
+  // is still fixed.
+  if (acc.total_dweight) {
     for (int64_t c = column_begin; c < column_end; ++c) {
       const Wide d = load(plan.dtype, dy, c);
-      add_to_chunk(acc.chunk_dweight, double_arithmetic, c, d * (load(plan.dtype, x, c) - st.mean) / st.r);
-      add_to_chunk(acc.chunk_dbias, double_arithmetic, c, d);
+      acc.total_dweight[c] += static_cast<double>(d * (load(plan.dtype, x, c) - st.mean) / st.r);
+      acc.total_dbias[c] += static_cast<double>(d);
     }
   }
   if (!x_finite || !row_finite(plan.dtype, dy, p.n)) {
