@@ -401,5 +401,40 @@ TEST(Targets, ACallUsesOneTargetFromStartToEnd) {
   EXPECT_EQ(mixed, 0) << mixed << " of " << calls << " calls matched no single target's result";
 }
 
+// ------------------------------------------------------------------ 14
+// Users call the library from their own thread pools. Many std::thread callers
+// at once (each call on one OpenMP thread, as under the ThreadSanitizer run)
+// must each get exactly the result of a lone call: the per-thread scratch,
+// the stream threshold and the target choice are shared state.
+TEST(ThreadPool, ConcurrentCallersGetTheirOwnResults) {
+  const int callers = 8, repeats = 20;
+  NormOptions o = layer_norm();
+  o.num_threads = 1;
+  std::vector<TypedMatrix> xs, dys;
+  std::vector<std::vector<unsigned char>> want_y, want_dx, want_dw;
+  const TypedVector weight = random_vector(DType::kFloat32, 300, 1.0, 0.5);
+  for (int t = 0; t < callers; ++t) {
+    xs.push_back(random_matrix(t % 2 ? DType::kBFloat16 : DType::kFloat32, 40 + t, 300, 300));
+    dys.push_back(random_matrix(xs.back().dtype, 40 + t, 300, 300));
+    want_y.push_back(forward_of(o, xs[t], weight).bytes);
+    const Gradients g = backward_of(o, xs[t], dys[t], weight);
+    want_dx.push_back(g.dx.bytes);
+    want_dw.push_back(g.dweight);
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < callers; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < repeats; ++i) {
+        if (forward_of(o, xs[t], weight).bytes != want_y[t]) ++wrong;
+        const Gradients g = backward_of(o, xs[t], dys[t], weight);
+        if (g.dx.bytes != want_dx[t] || g.dweight != want_dw[t]) ++wrong;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
 }  // namespace
 }  // namespace rmsnorm::testing
