@@ -34,6 +34,9 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRMSNORM_TS
   -DRMSNORM_BUILD_CLI=OFF
 cmake --build build-tsan -j "$jobs" --target rmsnorm_tests
 stage "ThreadSanitizer tests"
+# Only tests whose calls stay on one OpenMP thread: libgomp is not built with
+# TSan, so its barriers look like races to it (tests that ask for two
+# OpenMP threads were reported exactly so).
 OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" build-tsan/tests/rmsnorm_tests \
-  --gtest_filter='ThreadPool.*:Targets.*:Properties.*Bitwise*:Properties.WeightGradientRepeatsBitwise'
+  --gtest_filter='ThreadPool.*:BadInput.*:CApi.*'
 stage "done"
