@@ -112,7 +112,13 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
   // A sum of squares this small may hold squares that underflowed. eps hides
   // that in r when it is large enough, but the "outside" gradient divides by
   // s = sqrt(ms) itself, so such rows go to the wide path there.
-  const bool tiny = sum_squares < range.tiny_sum && (p.eps < range.tiny_eps || p.eps_outside);
+  // LayerNorm likewise when its deviations are that small and the mean is not
+  // exact in the arithmetic type: the mean's low part then lies below the
+  // type's subnormal grid, and x - mean loses its relative accuracy (found by
+  // the fuzzer: x = [3.9e-41, 0, 0]). All-equal rows (zeros) keep the fast path.
+  const bool exact_mean = mean.lo == 0.0 && (double_arithmetic || static_cast<double>(static_cast<float>(mean.hi)) == mean.hi);
+  const bool tiny = sum_squares < range.tiny_sum &&
+                    (p.eps < range.tiny_eps || p.eps_outside || (p.centered && !exact_mean));
   const bool rest_in_range = std::isfinite(rest_magnitude) && rest_magnitude * st.inv_r <= range.scale_limit;
   st.fast = rest_in_range && std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
             st.inv_r <= range.inv_r_limit && st.inv_r >= 1.0 / range.inv_r_limit && !tiny;
