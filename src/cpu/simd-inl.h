@@ -178,18 +178,17 @@ HWY_INLINE V Center(V v, V hi, V lo) {
 
 // ---------------------------------------------------------------- block sums
 
-enum class SumOf { kSquares, kValues, kSquaredDeviations, kMagnitudes };
+// (LayerNorm's squared deviations have their own loop, BlockCenteredSums,
+// which also sums the deviations for the mean's correction.)
+enum class SumOf { kSquares, kValues, kMagnitudes };
 
 // One term of a sum, added to acc.
 template <SumOf kWhat, class D, class V>
-HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
+HWY_INLINE V AddTerm(D d, V acc, V v, V shift) {
   if constexpr (kWhat == SumOf::kSquares) {
     return hn::MulAdd(v, v, acc);
   } else if constexpr (kWhat == SumOf::kValues) {
     return hn::Add(acc, hn::Sub(v, shift));  // the shift is an element: lo = 0
-  } else if constexpr (kWhat == SumOf::kSquaredDeviations) {
-    const V centered = Center(v, shift, shift_lo);
-    return hn::MulAdd(centered, centered, acc);
   } else {
     // Sum of |x|: NaN or infinite when an element is, and otherwise the
     // stretch's scale (pRMSNorm's elements past k, for the range check).
@@ -202,24 +201,23 @@ HWY_INLINE V AddTerm(D d, V acc, V v, V shift, V shift_lo) {
 // Four accumulators hide the FMA latency; their order is fixed per target.
 // kValues sums x - shift (the shift is a pivot: an element of the row, so lo = 0).
 template <SumOf kWhat, typename T>
-HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value, double shift_lo_value = 0.0) {
+HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const SplitShift<A> split(shift_value, shift_lo_value);
-  const auto shift = hn::Set(d, split.hi), shift_lo = hn::Set(d, split.lo);
+  const auto shift = hn::Set(d, static_cast<A>(shift_value));  // a pivot: an element, exact in A
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   int64_t i = 0;
   for (; i + 4 * N <= count; i += 4 * N) {
-    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift, shift_lo);
-    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift, shift_lo);
-    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift, shift_lo);
-    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift, shift_lo);
+    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
+    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift);
+    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift);
+    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift);
   }
-  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift, shift_lo);
+  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift, shift_lo);
+    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift);
     s1 = hn::Add(s1, hn::IfThenElseZero(hn::FirstN(d, remaining), term));
   }
   const auto total = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
@@ -275,12 +273,11 @@ HWY_INLINE CenteredSums BlockCenteredSums(const T* HWY_RESTRICT x, int64_t count
 // spread, not of its mean, so LayerNorm's mean stays accurate when
 // |mean| >> spread.
 template <SumOf kWhat, typename T>
-HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift,
-                         double shift_lo = 0.0) {
+HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift) {
   double total = 0.0;
   for (int64_t b = begin; b < end; b += kBlockElements) {
     const int64_t count = std::min(end, b + kBlockElements) - b;
-    total += BlockSum<kWhat>(row + b, count, shift, shift_lo);
+    total += BlockSum<kWhat>(row + b, count, shift);
   }
   return total;
 }
