@@ -133,6 +133,10 @@ TEST(Properties, WeightGradientRepeatsBitwise) {
   }
 }
 
+// SPEC section 4: NaN or Inf among a row's statistic elements (all n, or
+// pRMSNorm's first k) makes that row NaN and nothing else; past k it reaches
+// its own output element only, by IEEE arithmetic (here x / r: the same
+// infinity, or NaN).
 TEST(Properties, NonFiniteValuesPoisonOnlyTheirRow) {
   const double specials[] = {std::numeric_limits<double>::quiet_NaN(), INFINITY, -INFINITY};
   for (DType dtype : all_dtypes()) {
@@ -143,20 +147,35 @@ TEST(Properties, NonFiniteValuesPoisonOnlyTheirRow) {
         o.kind = kind;
         o.p = p;
         const int64_t rows = 6, n = 5000;
+        const int64_t statistic_count = kind == NormKind::kLayerNorm ? n : partial_count(n, p);
         const TypedMatrix clean = random_matrix(dtype, rows, n, n);
         const TypedMatrix clean_y = run_forward(o, clean);
+        struct Special {
+          int64_t row, column;
+          double value;
+        };
+        // Inside the first k, past k for pRMSNorm (at the row's end and middle).
+        const Special placed[] = {{1, 3, specials[0]}, {3, n - 2, specials[1]}, {4, n / 2, specials[2]}};
         TypedMatrix dirty = clean;
-        dirty.set(1, 3, specials[0]);           // inside the first k
-        dirty.set(3, n - 2, specials[1]);       // beyond k for pRMSNorm
-        dirty.set(4, n / 2, specials[2]);
+        for (const Special& s : placed) dirty.set(s.row, s.column, s.value);
         const TypedMatrix y = run_forward(o, dirty);
         for (int64_t r = 0; r < rows; ++r) {
-          const bool poisoned = r == 1 || r == 3 || r == 4;
+          const Special* special = nullptr;
+          for (const Special& s : placed) special = s.row == r ? &s : special;
+          const bool poisoned = special && special->column < statistic_count;
           for (int64_t c = 0; c < n; ++c) {
+            const std::string where = std::string(dtype_name(dtype)) + " p " + std::to_string(p) + " row " +
+                                      std::to_string(r) + " col " + std::to_string(c);
             if (poisoned) {
-              ASSERT_TRUE(std::isnan(y.get(r, c))) << dtype_name(dtype) << " row " << r << " col " << c;
+              ASSERT_TRUE(std::isnan(y.get(r, c))) << where;
+            } else if (special && special->column == c) {
+              if (std::isnan(special->value)) {
+                ASSERT_TRUE(std::isnan(y.get(r, c))) << where;
+              } else {
+                ASSERT_EQ(y.get(r, c), special->value) << where;
+              }
             } else {
-              ASSERT_EQ(y.get(r, c), clean_y.get(r, c)) << dtype_name(dtype) << " row " << r << " col " << c;
+              ASSERT_EQ(y.get(r, c), clean_y.get(r, c)) << where;
             }
           }
         }

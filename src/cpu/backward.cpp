@@ -76,8 +76,12 @@ GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy
     if (w) return BlockGradientSums<T, TW, true, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
     return BlockGradientSums<T, TW, true, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
   }
-  if (w) return BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
-  return BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
+  GradientSums sums = w ? BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot)
+                        : BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
+  // pRMSNorm: the statistic never saw the elements past k (the block is in cache now).
+  const int64_t past_k = std::max(c0, p.norm.k);
+  if (past_k < c1) sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + past_k, c1 - past_k, 0.0);
+  return sums;
 }
 
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.

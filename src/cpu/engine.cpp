@@ -74,7 +74,7 @@ double ordered_sum(const double* values, int64_t count) {
 std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads) {
   const int64_t rows = plan.rows, nb = block_count(plan.norm.n);
   const bool dbl = plan.dtype == DType::kFloat64;
-  std::vector<double> sums(static_cast<size_t>(rows * nb)), rest(sums.size());
+  std::vector<double> sums(static_cast<size_t>(rows * nb)), deviations(sums.size());
   // LayerNorm's pass 0 sums deviations from each row's pivot, known before
   // any block's residual add has written the row.
   std::vector<RowMean> means(static_cast<size_t>(rows));
@@ -82,7 +82,7 @@ std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads
     for (int64_t row = 0; row < rows; ++row) means[row].hi = forward_row_pivot(plan, row);
   }
   parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-    forward_block_sums(plan, row, b, b + 1, 0, means[row], &sums[row * nb], &rest[row * nb]);
+    forward_block_sums(plan, row, b, b + 1, 0, means[row], &sums[row * nb], &deviations[row * nb]);
   });
   std::vector<RowStatistics> stats(static_cast<size_t>(rows));
   auto finite = [](const RowMean& m) { return std::isfinite(m.hi) && std::isfinite(m.lo); };
@@ -91,25 +91,24 @@ std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads
       means[row] = row_mean(means[row].hi, ordered_sum(&sums[row * nb], nb), plan.norm.n);
     }
     parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-      if (finite(means[row])) forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &rest[row * nb]);
+      if (finite(means[row])) forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &deviations[row * nb]);
     });
   }
   for (int64_t row = 0; row < rows; ++row) {
     const bool centered = plan.norm.centered;
     if (centered && finite(means[row])) {
       // Blocks in order, as RowStatisticsOf adds them: squares and deviations together.
-      double squares = 0.0, deviations = 0.0;
+      double squares = 0.0, deviation_sum = 0.0;
       for (int64_t b = 0; b < nb; ++b) {
         squares += sums[row * nb + b];
-        deviations += rest[row * nb + b];
+        deviation_sum += deviations[row * nb + b];
       }
-      stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviations, plan.norm.n),
-                                       corrected_squares(squares, deviations, plan.norm.n), 0.0, dbl);
+      stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, plan.norm.n),
+                                       corrected_squares(squares, deviation_sum, plan.norm.n), dbl);
       continue;
     }
     const double squares = centered ? means[row].hi + means[row].lo : ordered_sum(&sums[row * nb], nb);
-    const double rest_magnitude = centered ? 0.0 : ordered_sum(&rest[row * nb], nb);
-    stats[row] = finalize_statistics(plan.norm, means[row], squares, rest_magnitude, dbl);
+    stats[row] = finalize_statistics(plan.norm, means[row], squares, dbl);
   }
   return stats;
 }

@@ -209,7 +209,7 @@ void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
 
 template <typename T>
 void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                       const RowMean& shift, double* sums, double* rest_magnitudes) {
+                       const RowMean& shift, double* sums, double* deviations) {
   const NormParams& norm = p.norm;
   const T* src = row_pointer<T>(p.x, row, p.x_stride);
   T* residual = p.residual ? row_pointer<T>(p.residual, row, p.residual_stride) : nullptr;
@@ -220,24 +220,24 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
     if (norm.centered) {
       if (pass == 0) {
         sums[b] = BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, shift.hi);
-        rest_magnitudes[b] = 0.0;
+        deviations[b] = 0.0;
       } else {
         const CenteredSums centered = BlockCenteredSums(block_source + c0, c1 - c0, shift.hi, shift.lo);
         sums[b] = centered.squares;
-        rest_magnitudes[b] = centered.deviations;  // LayerNorm's pass 1: the mean's correction
+        deviations[b] = centered.deviations;  // LayerNorm's pass 1: the mean's correction
       }
       continue;
     }
     const int64_t split = std::clamp(norm.k, c0, c1);
     sums[b] = split > c0 ? BlockSum<SumOf::kSquares>(block_source + c0, split - c0, 0.0) : 0.0;
-    rest_magnitudes[b] = c1 > split ? BlockSum<SumOf::kMagnitudes>(block_source + split, c1 - split, 0.0) : 0.0;
+    deviations[b] = 0.0;
   }
 }
 
 void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                          const RowMean& shift, double* sums, double* rest_magnitudes) {
+                          const RowMean& shift, double* sums, double* deviations) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
-    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, rest_magnitudes);
+    ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, deviations);
   });
 }
 
@@ -356,9 +356,9 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end) {
 }
 
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        const RowMean& shift, double* sums, double* rest_magnitudes) {
+                        const RowMean& shift, double* sums, double* deviations) {
   RMSNORM_DISPATCH(ForwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pass, shift, sums,
-                                                          rest_magnitudes);
+                                                          deviations);
 }
 
 double forward_row_pivot(const ForwardPlan& plan, int64_t row) {

@@ -94,11 +94,13 @@ inline double outside_s(double eps, double inv_r, double exact_s) {
 }
 
 // From a row's sum of squares over its first k elements (RMSNorm) or its sum of
-// squared deviations from `mean` over n (LayerNorm), and the sum of |x| over
-// the rest of the row (pRMSNorm; 0 otherwise): those elements must be finite,
-// and small enough against r that x / r stays in range (dweight's terms).
+// squared deviations from `mean` over n (LayerNorm). pRMSNorm's elements past k
+// take no part (SPEC section 4): forward forms y_j = x_j * (1/r * g_j) from
+// them, one rounding, so any value there, NaN and Inf included, gives its own
+// element what IEEE arithmetic gives it. Backward checks their range itself
+// (GradientSums::x_magnitude_past_k).
 inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mean, double sum_squares,
-                                         double rest_magnitude, bool double_arithmetic) {
+                                         bool double_arithmetic) {
   const FastRange range = fast_range(double_arithmetic);
   RowStatistics st;
   st.mean = mean.hi;
@@ -119,8 +121,7 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
   const bool exact_mean = mean.lo == 0.0 && (double_arithmetic || static_cast<double>(static_cast<float>(mean.hi)) == mean.hi);
   const bool tiny = sum_squares < range.tiny_sum &&
                     (p.eps < range.tiny_eps || p.eps_outside || (p.centered && !exact_mean));
-  const bool rest_in_range = std::isfinite(rest_magnitude) && rest_magnitude * st.inv_r <= range.scale_limit;
-  st.fast = rest_in_range && std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
+  st.fast = std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&
             st.inv_r <= range.inv_r_limit && st.inv_r >= 1.0 / range.inv_r_limit && !tiny;
   return st;
 }
@@ -129,10 +130,13 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
 // `dot` = sum gy (x - pivot) (pivot 0 for RMSNorm, the stored mean for
 // LayerNorm), `sum_gy` and `deviations` = sum (x - pivot) for LayerNorm, and
 // `gy_magnitude` = sum |gy|, the row's gradient scale for the range check (a
-// sum of squares would underflow to 0 for gradients that are not 0).
+// sum of squares would underflow to 0 for gradients that are not 0), and for
+// pRMSNorm `x_magnitude_past_k` = sum |x| over [k, n), which must be small
+// enough against r that dweight's terms dy * x / r stay in range.
 struct GradientSums {
-  double sum_gy = 0.0, dot = 0.0, gy_magnitude = 0.0, deviations = 0.0;
+  double sum_gy = 0.0, dot = 0.0, gy_magnitude = 0.0, deviations = 0.0, x_magnitude_past_k = 0.0;
   GradientSums& operator+=(const GradientSums& o) {
+    x_magnitude_past_k += o.x_magnitude_past_k;
     sum_gy += o.sum_gy;
     dot += o.dot;
     gy_magnitude += o.gy_magnitude;
@@ -176,7 +180,8 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
   // 0 only when every gy is 0 (a sum of non-negative floats): dx is then 0.
   const bool gy_in_range = sums.gy_magnitude == 0.0 || (sums.gy_magnitude >= 1 / range.scale_limit &&
                                                         sums.gy_magnitude <= range.scale_limit);
-  g.fast = st.fast && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
+  const bool past_k_in_range = sums.x_magnitude_past_k * st.inv_r <= range.scale_limit;  // false for NaN
+  g.fast = st.fast && past_k_in_range && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
            std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(static_cast<double>(coef), range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
   return g;
@@ -193,14 +198,15 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end);
 
 // For rows too long to give to one thread: phase 1 forms block partial sums
 // (and performs the fused residual add) for the blocks [block_begin, block_end)
-// of one row; `pass` 0 sums what RMSNorm needs (squares over [0,k), and zero
-// products over [k,n)) or LayerNorm's values; pass 1 LayerNorm's squared
+// of one row; `pass` 0 sums what RMSNorm needs (squares over [0,k)) or
+// LayerNorm's values; pass 1 LayerNorm's squared
 // deviations from `mean`. Writes one double per block.
 // LayerNorm's pass 0 sums x - pivot (forward_row_pivot) into `sums`; pass 1
 // writes the squared deviations from `shift` into `sums` and the deviations
-// (corrected_mean) into `rest_magnitudes`.
+// (corrected_mean) into `deviations`. RMSNorm writes 0 there, and reads no
+// block past k.
 void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
-                        const RowMean& shift, double* sums, double* rest_magnitudes);
+                        const RowMean& shift, double* sums, double* deviations);
 // The pivot of a row's LayerNorm sums: its first element, after the fused
 // residual add when there is one (computed without writing it, before the add).
 double forward_row_pivot(const ForwardPlan& plan, int64_t row);

@@ -54,6 +54,9 @@ bool row_finite(DType dtype, const void* row, int64_t n) {
   return true;
 }
 
+// The elements that form the statistic: all n, or pRMSNorm's first k.
+int64_t statistic_count(const NormParams& p) { return p.centered ? p.n : p.k; }
+
 struct WideStatistics {
   Wide mean = 0, r = kNaN, s = 0;
 };
@@ -97,7 +100,7 @@ void save_statistic(DType data_dtype, void* where, int64_t row, Wide value) {
 void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, int64_t column_begin,
                       int64_t column_end) {
   const NormParams& p = plan.norm;
-  const bool finite = row_finite(plan.dtype, source, p.n);
+  const bool finite = row_finite(plan.dtype, source, statistic_count(p));
   const WideStatistics st = finite ? wide_statistics(p, plan.dtype, source) : WideStatistics{kNaN, kNaN, kNaN};
   if (column_begin == 0) {
     save_statistic(plan.dtype, plan.saved_inv_rms, row, 1 / st.r);
@@ -119,8 +122,8 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
   const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
   void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
-  const bool x_finite = row_finite(plan.dtype, x, p.n);
-  const WideStatistics st = x_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
+  const bool statistic_finite = row_finite(plan.dtype, x, statistic_count(p));
+  const WideStatistics st = statistic_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
   auto gy = [&](int64_t c) {
     const Wide d = load(plan.dtype, dy, c);
     return plan.weight ? d * load(plan.param_dtype, plan.weight, c) : d;
@@ -137,7 +140,10 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
       acc.total_dbias[c] += static_cast<double>(d);
     }
   }
-  if (!x_finite || !row_finite(plan.dtype, dy, p.n)) {
+  // c = sum gy x runs over the whole row: a NaN or Inf anywhere in x or dy
+  // reaches every dx of the row (the [j<k] terms by arithmetic; the others are
+  // made NaN with them, as SPEC section 4 makes a poisoned row NaN).
+  if (!statistic_finite || !row_finite(plan.dtype, x, p.n) || !row_finite(plan.dtype, dy, p.n)) {
     for (int64_t c = column_begin; c < column_end; ++c) store(plan.dtype, dx, c, kNaN);
     return;
   }

@@ -23,7 +23,7 @@ RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
     const double pivot = FirstElement(src);
     const RowMean mean = row_mean(pivot, RowSum<SumOf::kValues>(src, 0, p.n, pivot), p.n);
     const bool finite = std::isfinite(mean.hi) && std::isfinite(mean.lo);
-    if (!finite) return finalize_statistics(p, mean, mean.hi, 0.0, kDouble);
+    if (!finite) return finalize_statistics(p, mean, mean.hi, kDouble);
     CenteredSums sums;
     for (int64_t b = 0; b < p.n; b += kBlockElements) {  // blocks in order, as the split path adds them
       const CenteredSums block = BlockCenteredSums(src + b, std::min(p.n, b + kBlockElements) - b, mean.hi, mean.lo);
@@ -31,11 +31,10 @@ RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
       sums.deviations += block.deviations;
     }
     return finalize_statistics(p, corrected_mean(mean, sums.deviations, p.n),
-                               corrected_squares(sums.squares, sums.deviations, p.n), 0.0, kDouble);
+                               corrected_squares(sums.squares, sums.deviations, p.n), kDouble);
   }
-  const double squares = RowSum<SumOf::kSquares>(src, 0, p.k, 0.0);
-  const double rest = p.k == p.n ? 0.0 : RowSum<SumOf::kMagnitudes>(src, p.k, p.n, 0.0);
-  return finalize_statistics(p, RowMean{}, squares, rest, kDouble);
+  // pRMSNorm reads its first k elements only (SPEC section 4).
+  return finalize_statistics(p, RowMean{}, RowSum<SumOf::kSquares>(src, 0, p.k, 0.0), kDouble);
 }
 
 }  // namespace rmsnorm::cpu::HWY_NAMESPACE

@@ -10,11 +10,17 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-bool all_finite(const Matrix& m, int64_t row) {
-  for (int64_t c = 0; c < m.n; ++c) {
+bool all_finite(const Matrix& m, int64_t row, int64_t count) {
+  for (int64_t c = 0; c < count; ++c) {
     if (!std::isfinite(m.at(row, c))) return false;
   }
   return true;
+}
+
+// The elements that form the row's statistic (SPEC section 4): all n, or
+// pRMSNorm's first k. A NaN or Inf past k reaches only its own output.
+int64_t statistic_count(const NormOptions& options, int64_t n) {
+  return options.kind == NormKind::kLayerNorm ? n : partial_count(n, options.p);
 }
 
 // The per-row statistics: the shift (mean for LayerNorm, 0 for RMSNorm), r, and
@@ -66,7 +72,7 @@ ForwardResult forward(const NormOptions& options, const Matrix& x, const std::ve
   out.inv_rms.resize(static_cast<size_t>(x.rows));
   out.mean.resize(static_cast<size_t>(x.rows));
   for (int64_t row = 0; row < x.rows; ++row) {
-    if (!all_finite(x, row)) {
+    if (!all_finite(x, row, statistic_count(options, x.n))) {
       for (int64_t c = 0; c < x.n; ++c) out.y.at(row, c) = kNaN;
       out.inv_rms[row] = kNaN;
       out.mean[row] = kNaN;
@@ -96,12 +102,13 @@ BackwardResult backward(const NormOptions& options, const Matrix& x, const Matri
 
   for (int64_t row = 0; row < x.rows; ++row) {
     for (int64_t c = 0; c < n; ++c) out.dbias[c] += dy.at(row, c);
-    const bool x_finite = all_finite(x, row);
-    if (!x_finite || !all_finite(dy, row)) {
+    const bool statistic_finite = all_finite(x, row, statistic_count(options, n));
+    if (!statistic_finite || !all_finite(x, row, n) || !all_finite(dy, row, n)) {
+      // c = sum gy x runs over the whole row, so every dx of the row is NaN.
       for (int64_t c = 0; c < n; ++c) out.dx.at(row, c) = kNaN;
       if (!weight.empty()) {
-        // A non-finite x leaves the row without statistics: xhat is NaN.
-        const RowStatistics st = x_finite ? row_statistics(options, x, row) : RowStatistics{kNaN, kNaN};
+        // A non-finite statistic element leaves the row without statistics: xhat is NaN.
+        const RowStatistics st = statistic_finite ? row_statistics(options, x, row) : RowStatistics{kNaN, kNaN};
         for (int64_t c = 0; c < n; ++c) out.dweight[c] += static_cast<double>(dy.at(row, c) * (x.at(row, c) - st.mean) / st.r);
       }
       continue;
