@@ -296,6 +296,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            std::to_string(weight_present) + " bias " + std::to_string(bias_present);
   for (int64_t r = 0; r < rows; ++r) g_case += "\n  x[" + std::to_string(r) + "] = " + values_of(xv, r);
   if (!w.empty()) g_case += "\n  weight = " + values_of(rmsnorm::reference::Matrix{1, n, w}, 0);
+  if (!b.empty()) g_case += "\n  bias = " + values_of(rmsnorm::reference::Matrix{1, n, b}, 0);
   if (op != 2) {
     const rmsnorm::reference::ForwardResult want = rmsnorm::reference::forward(o, xv, w, b);
     rmsnorm::reference::Matrix magnitude = xv;

@@ -340,6 +340,18 @@ TEST_P(EveryTarget, SubnormalRowsWithSavedStatistics) {
   }
 }
 
+// LayerNorm's mean correction is relative to the shift the second pass really
+// subtracted (the mean rounded to float): x = [odd multiple of 2^-149, 0] has a
+// mean half a subnormal step off float's grid, which the correction used to
+// move onto the grid, and x - mean lost 2e-5 of its relative accuracy (fuzzer).
+TEST_P(EveryTarget, LayerNormOfASubnormalRowWhoseMeanIsOffTheFloatGrid) {
+  const NormOptions o = layer_norm();
+  const TypedMatrix x = matrix_of(DType::kFloat32, 2, 2, {49087 * std::ldexp(1.0, -149), 0.0, -3.0, 1.0});
+  const TypedVector weight = vector_of(DType::kFloat32, {218084016.0, 3.56301619e9});
+  const TypedMatrix y = forward_of(o, x, weight);
+  ASSERT_EQ(compare_rows(y, reference::forward(o, x.values(), weight.values, {}).y), "");
+}
+
 // ------------------------------------------------------------------ 7
 // The fuzzer's cases, exactly as found.
 TEST_P(EveryTarget, IntermediatesStayInRange) {

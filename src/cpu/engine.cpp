@@ -103,7 +103,7 @@ std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads
         squares += sums[row * nb + b];
         deviation_sum += deviations[row * nb + b];
       }
-      stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, plan.norm.n),
+      stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, plan.norm.n, dbl),
                                        corrected_squares(squares, deviation_sum, plan.norm.n), dbl);
       continue;
     }

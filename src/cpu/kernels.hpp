@@ -57,11 +57,26 @@ inline RowMean row_mean(double pivot, double deviation_sum, int64_t n) {
   return {sum, (pivot - (sum - d_part)) + (d - d_part)};
 }
 
-// The corrected two-pass result: the mean moved by deviations / n (the sum of
-// x - mean over the row, which is 0 for an exact mean), and the sum of squared
+// The shift the second pass really subtracts: the mean split into the
+// arithmetic type as SplitShift (simd-inl.h) splits it. For float it is not
+// hi + lo when the mean lies near or below float's subnormal grid.
+inline RowMean arithmetic_shift(const RowMean& m, bool double_arithmetic) {
+  if (double_arithmetic) return m;
+  const float hi = static_cast<float>(m.hi);
+  const float lo = static_cast<float>((m.hi - static_cast<double>(hi)) + m.lo);
+  return {static_cast<double>(hi), static_cast<double>(lo)};
+}
+
+// The corrected two-pass result: the shift moved by deviations / n (the sum of
+// x - shift over the row, which is 0 for an exact mean), and the sum of squared
 // deviations from the moved mean, sum (x - m)^2 - deviations^2 / n.
-inline RowMean corrected_mean(const RowMean& m, double deviations, int64_t n) {
-  return row_mean(m.hi, m.lo * static_cast<double>(n) + deviations, n);
+// Relative to the shift actually subtracted: correcting the double mean by
+// deviations measured from its float rounding moved a subnormal row's mean by
+// half a subnormal step, onto the float grid, and the row then took the fast
+// path with x - mean off by that much (found by the fuzzer: x = [6.9e-41, 0]).
+inline RowMean corrected_mean(const RowMean& m, double deviations, int64_t n, bool double_arithmetic) {
+  const RowMean shift = arithmetic_shift(m, double_arithmetic);
+  return row_mean(shift.hi, shift.lo * static_cast<double>(n) + deviations, n);
 }
 // Not finite (so the row takes the wide path) where the squares or the
 // correction overflowed: std::max(0.0, NaN) would have made it 0.

@@ -30,7 +30,7 @@ RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
       sums.squares += block.squares;
       sums.deviations += block.deviations;
     }
-    return finalize_statistics(p, corrected_mean(mean, sums.deviations, p.n),
+    return finalize_statistics(p, corrected_mean(mean, sums.deviations, p.n, kDouble),
                                corrected_squares(sums.squares, sums.deviations, p.n), kDouble);
   }
   // pRMSNorm reads its first k elements only (SPEC section 4).
