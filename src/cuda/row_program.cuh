@@ -255,8 +255,9 @@ RMSNORM_HD RowStats wide_statistics(Team& team, const Norm& norm, GetPack&& get)
 #pragma unroll
     for (int e = 0; e < VEC; ++e) {
       const double v = to_double(p.v[e]);
+      if (j * VEC + e >= span) continue;  // past pRMSNorm's k: not the statistic's
       if (!::isfinite(v)) non_finite = 1.0;
-      if (j * VEC + e < span) largest = ::fabs(v) > largest ? ::fabs(v) : largest;
+      largest = ::fabs(v) > largest ? ::fabs(v) : largest;
     }
   });
   non_finite = team.reduce(non_finite, Max{});
@@ -347,10 +348,10 @@ RMSNORM_HD RowStats row_statistics(Team& team, const Norm& norm, GetPack&& get) 
       const Pack<T, VEC> p = get(i, j);
 #pragma unroll
       for (int e = 0; e < VEC; ++e) {
-        // Values past the span add d * 0: nothing, unless d is NaN or Inf,
-        // which must still poison the row (pRMSNorm reads the whole row).
+        // Only the statistic's elements: a NaN or Inf past pRMSNorm's k
+        // reaches its own output alone (SPEC section 4).
         const float d = (to_float(p.v[e]) - st.mean_hi) - st.mean_lo;
-        squares = ::fmaf(d, j * VEC + e < span ? d : 0.0f, squares);
+        if (j * VEC + e < span) squares = ::fmaf(d, d, squares);
       }
     });
     const double sum_of_squares = team.reduce(static_cast<double>(squares), Add{});
