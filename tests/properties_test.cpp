@@ -12,15 +12,7 @@ namespace rmsnorm::testing {
 namespace {
 
 TypedMatrix run_forward(const NormOptions& o, const TypedMatrix& x, const TypedVector* weight = nullptr) {
-  TypedMatrix y = make_matrix(x.dtype, x.rows, x.n, x.n);
-  ForwardArgs a;
-  a.rows = x.rows;
-  a.n = x.n;
-  a.x = {x.data(), x.dtype, x.stride};
-  a.y = {y.data(), x.dtype, x.n};
-  if (weight) a.weight = {weight->data(), weight->dtype};
-  forward(o, a);
-  return y;
+  return forward_of(o, x, weight ? *weight : empty_vector(x.dtype));
 }
 
 TypedMatrix scaled(const TypedMatrix& x, double a, double shift = 0.0) {

@@ -313,4 +313,90 @@ std::string check_backward_outputs(const NormOptions& o, const TypedMatrix& x, c
   return "";
 }
 
+// ------------------------------------------------------------------ calls
+void TargetTest::SetUp() {
+  set_simd_target(GetParam());
+  ASSERT_EQ(runtime_info().simd_target, GetParam());
+}
+void TargetTest::TearDown() { set_simd_target("best"); }
+
+::testing::internal::ParamGenerator<std::string> every_target() {
+  return ::testing::ValuesIn(runtime_info().compiled_targets);
+}
+std::string target_name(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+
+NormOptions rms(double p, EpsPlacement placement, double eps) {
+  NormOptions o;
+  o.p = p;
+  o.eps_placement = placement;
+  o.eps = eps;
+  return o;
+}
+
+NormOptions layer_norm() {
+  NormOptions o;
+  o.kind = NormKind::kLayerNorm;
+  return o;
+}
+
+TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight, void* inv_rms,
+                       void* mean) {
+  TypedMatrix y = make_matrix(x.dtype, x.rows, x.n, x.n);
+  ForwardArgs a;
+  a.rows = x.rows;
+  a.n = x.n;
+  a.x = {x.data(), x.dtype, x.stride};
+  a.y = {y.data(), x.dtype, x.n};
+  a.weight = {weight.data(), weight.dtype};
+  a.saved = {inv_rms, mean};
+  forward(o, a);
+  return y;
+}
+
+Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
+                      const void* inv_rms, const void* mean) {
+  Gradients g{make_matrix(x.dtype, x.rows, x.n, x.n), std::vector<unsigned char>(static_cast<size_t>(x.n) * 8)};
+  BackwardArgs a;
+  a.rows = x.rows;
+  a.n = x.n;
+  a.x = {x.data(), x.dtype, x.stride};
+  a.dy = {dy.data(), dy.dtype, dy.stride};
+  a.weight = {weight.data(), weight.dtype};
+  a.saved = {inv_rms, mean};
+  a.dx = {g.dx.data(), x.dtype, x.n};
+  if (weight.data()) a.dweight = {g.dweight.data(), weight.dtype};
+  backward(o, a);
+  return g;
+}
+
+TypedMatrix row_of(const TypedMatrix& m, int64_t r) {
+  TypedMatrix one = make_matrix(m.dtype, 1, m.n, m.n);
+  const size_t bytes = static_cast<size_t>(m.n) * dtype_size(m.dtype);
+  std::memcpy(one.data(), m.bytes.data() + static_cast<size_t>(r * m.stride) * dtype_size(m.dtype), bytes);
+  return one;
+}
+
+bool same_bits(const TypedMatrix& a, int64_t ra, const TypedMatrix& b, int64_t rb) {
+  const size_t size = dtype_size(a.dtype);
+  return a.dtype == b.dtype && a.n == b.n &&
+         std::memcmp(a.bytes.data() + static_cast<size_t>(ra * a.stride) * size,
+                     b.bytes.data() + static_cast<size_t>(rb * b.stride) * size, static_cast<size_t>(a.n) * size) == 0;
+}
+
+TypedMatrix matrix_of(DType dtype, int64_t rows, int64_t n, const std::vector<double>& values) {
+  TypedMatrix m = make_matrix(dtype, rows, n, n);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c) m.set(r, c, values[static_cast<size_t>(r * n + c)]);
+  return m;
+}
+
+TypedVector vector_of(DType dtype, const std::vector<double>& values) {
+  TypedVector v = random_vector(dtype, static_cast<int64_t>(values.size()), 0.0, 1.0);
+  TypedMatrix row = matrix_of(dtype, 1, static_cast<int64_t>(values.size()), values);
+  std::memcpy(v.bytes.data(), row.data(), v.bytes.size());
+  for (size_t i = 0; i < values.size(); ++i) v.values[i] = row.get(0, static_cast<int64_t>(i));
+  return v;
+}
+
+
 }  // namespace rmsnorm::testing

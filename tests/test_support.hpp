@@ -94,4 +94,39 @@ class ForceStreaming {
   ForceStreaming& operator=(const ForceStreaming&) = delete;
 };
 
+// ------------------------------------------------------------------ calls
+// One gtest instance per compiled SIMD target: derive a fixture from
+// TargetTest and instantiate it with
+//   INSTANTIATE_TEST_SUITE_P(Targets, Fixture, every_target(), target_name);
+// SetUp restricts dispatch to the target, TearDown restores the best.
+class TargetTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+};
+::testing::internal::ParamGenerator<std::string> every_target();
+std::string target_name(const ::testing::TestParamInfo<std::string>& info);
+
+NormOptions rms(double p = 1.0, EpsPlacement placement = EpsPlacement::kInside, double eps = 1e-5);
+NormOptions layer_norm();
+
+// One engine call on typed matrices: y (row stride n) from x, with the weight
+// when it holds values, saving the statistics where pointers are given.
+TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight,
+                       void* inv_rms = nullptr, void* mean = nullptr);
+// dx (row stride n) and dweight (in the weight's dtype, when there is a weight).
+struct Gradients {
+  TypedMatrix dx;
+  std::vector<unsigned char> dweight;
+};
+Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
+                      const void* inv_rms = nullptr, const void* mean = nullptr);
+
+// Row r of m as a one-row matrix, and whether two rows hold the same bytes.
+TypedMatrix row_of(const TypedMatrix& m, int64_t r);
+bool same_bits(const TypedMatrix& a, int64_t ra, const TypedMatrix& b, int64_t rb);
+// A matrix / vector holding exactly these values (rounded to dtype), row-major.
+TypedMatrix matrix_of(DType dtype, int64_t rows, int64_t n, const std::vector<double>& values);
+TypedVector vector_of(DType dtype, const std::vector<double>& values);
+
 }  // namespace rmsnorm::testing
