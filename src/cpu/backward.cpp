@@ -9,6 +9,7 @@
 #include "hwy/highway.h"
 #include "src/cpu/dispatch.hpp"
 #include "src/cpu/dtype_dispatch.hpp"
+#include "src/cpu/flags.hpp"
 #include "src/cpu/kernels.hpp"
 #include "src/cpu/simd-inl.h"
 #include "src/cpu/statistics-inl.h"
@@ -71,16 +72,15 @@ template <typename T, typename TW>
 GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1,
                                   double pivot) {
   const auto* g = static_cast<const TW*>(p.weight);
-  const bool w = g != nullptr;
-  if (p.norm.centered) {
-    if (w) return BlockGradientSums<T, TW, true, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
-    return BlockGradientSums<T, TW, true, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
-  }
-  GradientSums sums = w ? BlockGradientSums<T, TW, false, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot)
-                        : BlockGradientSums<T, TW, false, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
+  GradientSums sums = with_flags(
+      [&](auto centered, auto weight) {
+        return BlockGradientSums<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>>(x + c0, dy + c0, g, c0,
+                                                                                             c1 - c0, pivot);
+      },
+      p.norm.centered, g != nullptr);
   // pRMSNorm: the statistic never saw the elements past k (the block is in cache now).
   const int64_t past_k = std::max(c0, p.norm.k);
-  if (past_k < c1) sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + past_k, c1 - past_k, 0.0);
+  if (!p.norm.centered && past_k < c1) sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + past_k, c1 - past_k, 0.0);
   return sums;
 }
 
@@ -187,19 +187,12 @@ template <typename T, typename TW>
 void BackwardColumnsFor(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
                         const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc,
                         const T* next_x = nullptr, const T* next_dy = nullptr) {
-  const bool w = p.weight != nullptr, accumulate = p.want_dweight || p.want_dbias;
-  auto run = [&](auto centered, auto weight, auto accum) {
-    BackwardColumnsT<T, TW, decltype(centered)::value, decltype(weight)::value, decltype(accum)::value>(
-        p, x, dy, dx, c0, c1, st, grad, acc, next_x, next_dy);
-  };
-  using True = std::true_type;
-  using False = std::false_type;
-  if (p.norm.centered) {
-    if (w) return accumulate ? run(True{}, True{}, True{}) : run(True{}, True{}, False{});
-    return accumulate ? run(True{}, False{}, True{}) : run(True{}, False{}, False{});
-  }
-  if (w) return accumulate ? run(False{}, True{}, True{}) : run(False{}, True{}, False{});
-  return accumulate ? run(False{}, False{}, True{}) : run(False{}, False{}, False{});
+  with_flags(
+      [&](auto centered, auto weight, auto accumulate) {
+        BackwardColumnsT<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(accumulate)>>(
+            p, x, dy, dx, c0, c1, st, grad, acc, next_x, next_dy);
+      },
+      p.norm.centered, p.weight != nullptr, p.want_dweight || p.want_dbias);
 }
 
 // The statistics backward uses: the saved ones when all that the norm needs

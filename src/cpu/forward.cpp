@@ -11,6 +11,7 @@
 #include "hwy/highway.h"
 #include "src/cpu/dispatch.hpp"
 #include "src/cpu/dtype_dispatch.hpp"
+#include "src/cpu/flags.hpp"
 #include "src/cpu/kernels.hpp"
 #include "src/cpu/simd-inl.h"
 #include "src/cpu/statistics-inl.h"
@@ -157,17 +158,12 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
 template <typename T, typename TW>
 void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st,
                      const T* next = nullptr, const T* next_residual = nullptr) {
-  const bool w = p.weight != nullptr, b = p.bias != nullptr;
-  if (p.norm.centered) {
-    if (w && b) return ApplyColumns<T, TW, true, true, true>(p, src, y, c0, c1, st, next, next_residual);
-    if (w) return ApplyColumns<T, TW, true, true, false>(p, src, y, c0, c1, st, next, next_residual);
-    if (b) return ApplyColumns<T, TW, true, false, true>(p, src, y, c0, c1, st, next, next_residual);
-    return ApplyColumns<T, TW, true, false, false>(p, src, y, c0, c1, st, next, next_residual);
-  }
-  if (w && b) return ApplyColumns<T, TW, false, true, true>(p, src, y, c0, c1, st, next, next_residual);
-  if (w) return ApplyColumns<T, TW, false, true, false>(p, src, y, c0, c1, st, next, next_residual);
-  if (b) return ApplyColumns<T, TW, false, false, true>(p, src, y, c0, c1, st, next, next_residual);
-  return ApplyColumns<T, TW, false, false, false>(p, src, y, c0, c1, st, next, next_residual);
+  with_flags(
+      [&](auto centered, auto weight, auto bias) {
+        ApplyColumns<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(bias)>>(
+            p, src, y, c0, c1, st, next, next_residual);
+      },
+      p.norm.centered, p.weight != nullptr, p.bias != nullptr);
 }
 
 template <typename T>
