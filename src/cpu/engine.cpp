@@ -71,7 +71,7 @@ double ordered_sum(const double* values, int64_t count) {
 
 // The statistics of every row from block sums shared among threads; the same
 // sums in the same order as RowStatisticsOf (src/cpu/statistics-inl.h).
-std::vector<RowStatistics> split_statistics(const ForwardPlan& plan, int threads) {
+std::vector<RowStatistics> split_statistics(const StatisticsSource& plan, int threads) {
   const int64_t rows = plan.rows, nb = block_count(plan.norm.n);
   const bool dbl = plan.dtype == DType::kFloat64;
   std::vector<double> sums(static_cast<size_t>(rows * nb)), deviations(sums.size());
@@ -207,7 +207,7 @@ void run_forward(const ForwardPlan& call_plan, int threads) {
     }
     return;
   }
-  std::vector<RowStatistics> stats = split_statistics(plan, threads);
+  std::vector<RowStatistics> stats = split_statistics(statistics_source(plan), threads);
   for (RowStatistics& st : stats) st.fast = st.fast && plan.weight_in_range;
   for (int64_t row = 0; row < rows; ++row) {
     if (!stats[row].fast) slow_forward_row(plan, row, forward_source_row(plan, row), 0, n);
@@ -274,15 +274,7 @@ void run_backward(const BackwardPlan& call_plan, int threads, const Vector& dwei
     if (plan.saved_inv_rms && (!plan.norm.centered || plan.saved_mean)) {
       for (int64_t row = 0; row < rows; ++row) stats.push_back(backward_row_statistics(plan, row));
     } else {
-      ForwardPlan statistics_plan;
-      statistics_plan.norm = plan.norm;
-      statistics_plan.rows = rows;
-      statistics_plan.dtype = plan.dtype;
-      statistics_plan.param_dtype = plan.param_dtype;
-      statistics_plan.x = plan.x;
-      statistics_plan.x_stride = plan.x_stride;
-      statistics_plan.simd_index = plan.simd_index;
-      stats = split_statistics(statistics_plan, threads);
+      stats = split_statistics(statistics_source(plan), threads);
       for (RowStatistics& st : stats) st = with_saved_mean(st, dbl);
     }
     std::vector<GradientSums> sums(static_cast<size_t>(rows * nb));
@@ -327,22 +319,6 @@ void run_backward(const BackwardPlan& call_plan, int threads, const Vector& dwei
   }
   if (dweight.data) write_vector(dweight, first.total_dweight, n);
   if (dbias.data) write_vector(dbias, first.total_dbias, n);
-}
-
-void flush_chunk(const GradAccumulator& acc, bool double_arithmetic, int64_t column_begin, int64_t column_end) {
-  auto flush = [&](auto* chunk_dweight, auto* chunk_dbias) {
-    for (int64_t c = column_begin; c < column_end; ++c) {
-      acc.total_dweight[c] += chunk_dweight[c];
-      acc.total_dbias[c] += chunk_dbias[c];
-      chunk_dweight[c] = 0;
-      chunk_dbias[c] = 0;
-    }
-  };
-  if (double_arithmetic) {
-    flush(static_cast<double*>(acc.chunk_dweight), static_cast<double*>(acc.chunk_dbias));
-  } else {
-    flush(static_cast<float*>(acc.chunk_dweight), static_cast<float*>(acc.chunk_dbias));
-  }
 }
 
 }  // namespace rmsnorm::cpu

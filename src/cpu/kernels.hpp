@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "src/cpu/accumulator.hpp"
 #include "src/cpu/plan.hpp"
 
 namespace rmsnorm::cpu {
@@ -220,11 +221,11 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end);
 // writes the squared deviations from `shift` into `sums` and the deviations
 // (corrected_mean) into `deviations`. RMSNorm writes 0 there, and reads no
 // block past k.
-void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+void forward_block_sums(const StatisticsSource& source, int64_t row, int64_t block_begin, int64_t block_end, int pass,
                         const RowMean& shift, double* sums, double* deviations);
 // The pivot of a row's LayerNorm sums: its first element, after the fused
 // residual add when there is one (computed without writing it, before the add).
-double forward_row_pivot(const ForwardPlan& plan, int64_t row);
+double forward_row_pivot(const StatisticsSource& source, int64_t row);
 // Phase 2: writes y[row, column_begin..column_end) from the row's statistics.
 void forward_columns(const ForwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                      const RowStatistics& st);
@@ -244,8 +245,6 @@ RowStatistics backward_row_statistics(const BackwardPlan& plan, int64_t row);
 void backward_columns(const BackwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                       const RowStatistics& st, const RowGradient& g, GradAccumulator& acc);
 
-// Adds acc's chunk into its totals over [column_begin, column_end) and clears it.
-void flush_chunk(const GradAccumulator& acc, bool double_arithmetic, int64_t column_begin, int64_t column_end);
 
 // ------------------------------------------------------------------ slow path
 // Scalar, in long double, for the rows the fast path hands over: non-finite

@@ -69,6 +69,28 @@ struct BackwardPlan {
   size_t simd_index = 0;
 };
 
+// The rows a statistic is computed from, for the block-parallel statistics of
+// long rows (forward, and backward when it recomputes them): x, or with the
+// fused add residual + x, which the first pass writes back into residual.
+struct StatisticsSource {
+  NormParams norm;
+  int64_t rows = 0;
+  DType dtype = DType::kFloat32;
+  DType param_dtype = DType::kFloat32;
+  const void* x = nullptr;
+  int64_t x_stride = 0;
+  void* residual = nullptr;
+  int64_t residual_stride = 0;
+  size_t simd_index = 0;
+};
+
+inline StatisticsSource statistics_source(const ForwardPlan& p) {
+  return {p.norm, p.rows, p.dtype, p.param_dtype, p.x, p.x_stride, p.residual, p.residual_stride, p.simd_index};
+}
+inline StatisticsSource statistics_source(const BackwardPlan& p) {
+  return {p.norm, p.rows, p.dtype, p.param_dtype, p.x, p.x_stride, nullptr, 0, p.simd_index};
+}
+
 // The statistics of one row, in double; produced from block sums by finalize_*.
 struct RowStatistics {
   double mean = 0.0;     // LayerNorm shift, mean + mean_lo; 0 for RMSNorm
@@ -86,18 +108,5 @@ struct RowGradient {
   bool fast = true;
   double mean_lo = 0.0;  // LayerNorm: the mean is the statistics' (pivot) mean + mean_lo
 };
-
-// Accumulators of dweight and dbias for one thread (or one column range):
-// `chunk` in the arithmetic type takes a few rows, then is added into `total`
-// in double, which keeps long sums accurate and the order fixed.
-struct GradAccumulator {
-  void* chunk_dweight = nullptr;  // arithmetic type (float, or double for f64 data), length n
-  void* chunk_dbias = nullptr;
-  double* total_dweight = nullptr;  // length n
-  double* total_dbias = nullptr;
-  int rows_in_chunk = 0;
-};
-
-inline constexpr int kRowsPerChunk = 32;
 
 }  // namespace rmsnorm::cpu

@@ -1,0 +1,41 @@
+// dweight/dbias accumulation, shared by the kernels (which add rows' terms
+// into a chunk and flush it every kRowsPerChunk rows) and the engine (which
+// lays the buffers out per thread and adds the threads' totals in order).
+// Below both, so that calls go one way: engine -> kernels -> here.
+#pragma once
+
+#include <cstdint>
+
+namespace rmsnorm::cpu {
+
+// Accumulators of dweight and dbias for one thread (or one column range):
+// `chunk` in the arithmetic type takes a few rows, then is added into `total`
+// in double, which keeps long sums accurate and the order fixed.
+struct GradAccumulator {
+  void* chunk_dweight = nullptr;  // arithmetic type (float, or double for f64 data), length n
+  void* chunk_dbias = nullptr;
+  double* total_dweight = nullptr;  // length n
+  double* total_dbias = nullptr;
+  int rows_in_chunk = 0;
+};
+
+inline constexpr int kRowsPerChunk = 32;
+
+// Adds acc's chunk into its totals over [column_begin, column_end) and clears it.
+inline void flush_chunk(const GradAccumulator& acc, bool double_arithmetic, int64_t column_begin, int64_t column_end) {
+  auto flush = [&](auto* chunk_dweight, auto* chunk_dbias) {
+    for (int64_t c = column_begin; c < column_end; ++c) {
+      acc.total_dweight[c] += chunk_dweight[c];
+      acc.total_dbias[c] += chunk_dbias[c];
+      chunk_dweight[c] = 0;
+      chunk_dbias[c] = 0;
+    }
+  };
+  if (double_arithmetic) {
+    flush(static_cast<double*>(acc.chunk_dweight), static_cast<double*>(acc.chunk_dbias));
+  } else {
+    flush(static_cast<float*>(acc.chunk_dweight), static_cast<float*>(acc.chunk_dbias));
+  }
+}
+
+}  // namespace rmsnorm::cpu
