@@ -264,6 +264,30 @@ TEST_P(EveryTarget, LayerNormOfASubnormalRowWhoseMeanIsOffTheFloatGrid) {
   ASSERT_EQ(compare_rows(y, reference::forward(o, x.values(), weight.values, {}).y), "");
 }
 
+// An infinite float16 weight: IEEE gives +-inf where x - mean is nonzero, and
+// NaN only where it is 0. The weight-range check skipped float16 weights (their
+// finite range is harmless) and let the infinity into x * (1/r * g) - lo * g,
+// which gave NaN (fuzzer). Every dtype's weight is checked now.
+TEST_P(EveryTarget, InfiniteWeightGivesInfinityNotNaN) {
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16, DType::kFloat32}) {
+    for (const NormOptions& o : {layer_norm(), rms()}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + (o.kind == NormKind::kLayerNorm ? " LayerNorm" : " RMSNorm"));
+      const TypedMatrix x = matrix_of(dtype, 2, 5, {4.58e-5, 9.78e-4, -20, 0, 0, 1, 2, 3, 4, 5});
+      const TypedVector weight = vector_of(dtype, {0.5, 0, 1, INFINITY, -INFINITY});
+      const TypedMatrix y = forward_of(o, x, weight);
+      const reference::Matrix want = reference::forward(o, x.values(), weight.values, {}).y;
+      for (int64_t r = 0; r < 2; ++r) {
+        for (int64_t c = 0; c < 5; ++c) {
+          const double w = want.at(r, c), got = y.get(r, c);
+          ASSERT_EQ(std::isnan(got), std::isnan(w)) << "row " << r << " column " << c << ": " << got << " vs " << w;
+          if (std::isinf(w)) ASSERT_EQ(got, w) << "row " << r << " column " << c;
+          if (std::isfinite(w)) ASSERT_NEAR(got, w, 1e-2 * std::fabs(w) + 1e-6) << "row " << r << " column " << c;
+        }
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------ 7
 // The fuzzer's cases, exactly as found.
 TEST_P(EveryTarget, IntermediatesStayInRange) {

@@ -204,7 +204,7 @@ void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
 }
 
 template <typename T>
-void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+void ForwardBlockSumsT(const StatisticsSource& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
                        const RowMean& shift, double* sums, double* deviations) {
   const NormParams& norm = p.norm;
   const T* src = row_pointer<T>(p.x, row, p.x_stride);
@@ -230,7 +230,7 @@ void ForwardBlockSumsT(const ForwardPlan& p, int64_t row, int64_t block_begin, i
   }
 }
 
-void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+void ForwardBlockSumsImpl(const StatisticsSource& p, int64_t row, int64_t block_begin, int64_t block_end, int pass,
                           const RowMean& shift, double* sums, double* deviations) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
     ForwardBlockSumsT<decltype(t)>(p, row, block_begin, block_end, pass, shift, sums, deviations);
@@ -240,7 +240,7 @@ void ForwardBlockSumsImpl(const ForwardPlan& p, int64_t row, int64_t block_begin
 // The row's first element as ForwardRowsT sees it: after the residual add,
 // rounded to T by the same vector code (AddResidual on one element, into a
 // scratch copy: the residual itself is written later, block by block).
-double ForwardRowPivotImpl(const ForwardPlan& p, int64_t row) {
+double ForwardRowPivotImpl(const StatisticsSource& p, int64_t row) {
   double pivot = 0.0;
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
     using T = decltype(t);
@@ -309,7 +309,9 @@ bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_
     case DType::kBFloat16:
       return WeightInRangeT(static_cast<const hwy::bfloat16_t*>(g), n, static_cast<float>(limit));
     case DType::kFloat16:
-      return true;  // float16's whole range, 2^-24 .. 65504, is within the limit
+      // Its finite range, 2^-24 .. 65504, is within the limit, but not its
+      // infinity: x * (1/r * inf) - lo * inf gave NaN where IEEE gives +-inf.
+      return WeightInRangeT(static_cast<const hwy::float16_t*>(g), n, static_cast<float>(limit));
     case DType::kFloat64:
       return WeightInRangeT(static_cast<const double*>(g), n, limit);
   }
@@ -351,13 +353,13 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end) {
   RMSNORM_DISPATCH(ForwardRowsImpl, plan.simd_index)(plan, row_begin, row_end);
 }
 
-void forward_block_sums(const ForwardPlan& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
+void forward_block_sums(const StatisticsSource& plan, int64_t row, int64_t block_begin, int64_t block_end, int pass,
                         const RowMean& shift, double* sums, double* deviations) {
   RMSNORM_DISPATCH(ForwardBlockSumsImpl, plan.simd_index)(plan, row, block_begin, block_end, pass, shift, sums,
                                                           deviations);
 }
 
-double forward_row_pivot(const ForwardPlan& plan, int64_t row) {
+double forward_row_pivot(const StatisticsSource& plan, int64_t row) {
   return RMSNORM_DISPATCH(ForwardRowPivotImpl, plan.simd_index)(plan, row);
 }
 
