@@ -9,6 +9,12 @@
 namespace rmsnorm::testing {
 namespace {
 
+// One gtest instance per compiled SIMD target (TargetTest sets the target).
+class ForwardOnEveryTarget : public TargetTest {};
+INSTANTIATE_TEST_SUITE_P(Targets, ForwardOnEveryTarget, every_target(), target_name);
+class FusedAddOnEveryTarget : public TargetTest {};
+INSTANTIATE_TEST_SUITE_P(Targets, FusedAddOnEveryTarget, every_target(), target_name);
+
 struct Config {
   NormKind kind;
   EpsPlacement placement;
@@ -134,92 +140,90 @@ void check_forward(const Config& config, DType dtype, int64_t rows, int64_t n, i
   }
 }
 
-TEST(Forward, MatchesReferenceOnEveryTarget) {
+TEST_P(ForwardOnEveryTarget, MatchesReference) {
   const std::vector<Config> configs = all_configs();
-  size_t rotation = 0;
-  for_each_target([&](const std::string&) {
-    for (DType dtype : all_dtypes()) {
-      for (int64_t n : kSizes) {
-        for (int64_t rows : kRows) {
-          if (rows * n > (int64_t{1} << 21)) continue;
-          const int64_t stride = n + (rows % 3 == 0 ? 5 : 0);
-          // Small problems run every configuration; large ones a rotating few,
-          // so that across sizes and targets every configuration still runs.
-          const bool small = rows * n <= 4096;
-          for (size_t i = 0; i < (small ? configs.size() : 3); ++i) {
-            const Config& config = configs[small ? i : (rotation++ % configs.size())];
-            check_forward(config, dtype, rows, n, stride, false);
-            if (::testing::Test::HasFatalFailure()) return;
-          }
-        }
-      }
-    }
-  });
-}
-
-TEST(FusedAdd, MatchesReferenceOnEveryTarget) {
-  const std::vector<Config> configs = all_configs();
-  size_t rotation = 0;
-  for_each_target([&](const std::string&) {
-    for (DType dtype : all_dtypes()) {
-      for (int64_t n : {1, 17, 4097, 65537}) {
-        for (int64_t rows : {1, 3, 64}) {
-          if (rows * n > (int64_t{1} << 20)) continue;
-          check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n, true);
+  // Each target starts the rotation elsewhere, so that across targets every
+  // configuration still meets the large sizes.
+  size_t rotation = std::hash<std::string>{}(GetParam());
+  for (DType dtype : all_dtypes()) {
+    for (int64_t n : kSizes) {
+      for (int64_t rows : kRows) {
+        if (rows * n > (int64_t{1} << 21)) continue;
+        const int64_t stride = n + (rows % 3 == 0 ? 5 : 0);
+        // Small problems run every configuration; large ones a rotating few,
+        // so that across sizes and targets every configuration still runs.
+        const bool small = rows * n <= 4096;
+        for (size_t i = 0; i < (small ? configs.size() : 3); ++i) {
+          const Config& config = configs[small ? i : (rotation++ % configs.size())];
+          check_forward(config, dtype, rows, n, stride, false);
           if (::testing::Test::HasFatalFailure()) return;
         }
       }
     }
-  });
+  }
+}
+
+TEST_P(FusedAddOnEveryTarget, MatchesReference) {
+  const std::vector<Config> configs = all_configs();
+  // Each target starts the rotation elsewhere, so that across targets every
+  // configuration still meets the large sizes.
+  size_t rotation = std::hash<std::string>{}(GetParam());
+  for (DType dtype : all_dtypes()) {
+    for (int64_t n : {1, 17, 4097, 65537}) {
+      for (int64_t rows : {1, 3, 64}) {
+        if (rows * n > (int64_t{1} << 20)) continue;
+        check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n, true);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
 }
 
 // Rows whose mean is 1000 times their spread: the row mean and x - mean must
 // keep the bits a float32 mean would lose (SPEC's bound against the output).
-TEST(Forward, LayerNormOfRowsWithALargeMean) {
-  for_each_target([&](const std::string&) {
-    for (int64_t n : {2, 17, 4097, 65537}) {
-      SCOPED_TRACE("n = " + std::to_string(n));
-      const int64_t rows = 3;
-      TypedMatrix x = make_matrix(DType::kFloat32, rows, n, n);
-      std::normal_distribution<double> normal(0.0, 1.0);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < n; ++c) x.set(r, c, 1000.0 * (r + 1) + normal(rng()));
-      TypedMatrix y = make_matrix(DType::kFloat32, rows, n, n);
-      NormOptions options;
-      options.kind = NormKind::kLayerNorm;
-      ForwardArgs a;
-      a.rows = rows;
-      a.n = n;
-      a.x = {x.data(), DType::kFloat32, n};
-      a.y = {y.data(), DType::kFloat32, n};
-      forward(options, a);
-      const reference::ForwardResult want = reference::forward(options, x.values(), {}, {});
-      ASSERT_EQ(compare_rows(y, want.y, nullptr), "");
-    }
-  });
+TEST_P(ForwardOnEveryTarget, LayerNormOfRowsWithALargeMean) {
+  for (int64_t n : {2, 17, 4097, 65537}) {
+    SCOPED_TRACE("n = " + std::to_string(n));
+    const int64_t rows = 3;
+    TypedMatrix x = make_matrix(DType::kFloat32, rows, n, n);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < n; ++c) x.set(r, c, 1000.0 * (r + 1) + normal(rng()));
+    TypedMatrix y = make_matrix(DType::kFloat32, rows, n, n);
+    NormOptions options;
+    options.kind = NormKind::kLayerNorm;
+    ForwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.x = {x.data(), DType::kFloat32, n};
+    a.y = {y.data(), DType::kFloat32, n};
+    forward(options, a);
+    const reference::ForwardResult want = reference::forward(options, x.values(), {}, {});
+    ASSERT_EQ(compare_rows(y, want.y, nullptr), "");
+  }
 }
 
 // The non-temporal paths (outputs larger than the last-level cache) on small
 // inputs: float/double straight from registers, 16-bit types through the
 // tile, and y rows that start off a vector boundary (y's stride is n + 1).
-TEST(Forward, StreamedOutputsMatchReference) {
+TEST_P(ForwardOnEveryTarget, StreamedOutputsMatchReference) {
   const ForceStreaming streaming;
   const std::vector<Config> configs = all_configs();
-  size_t rotation = 0;
-  for_each_target([&](const std::string&) {
-    for (DType dtype : all_dtypes()) {
-      for (int64_t n : {1, 3, 17, 100, 4097}) {
-        for (int64_t rows : {1, 3, 64}) {
-          for (int i = 0; i < 3; ++i) {
-            check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n, false);
-            if (::testing::Test::HasFatalFailure()) return;
-          }
-          check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n + 2, true);
+  // Each target starts the rotation elsewhere, so that across targets every
+  // configuration still meets the large sizes.
+  size_t rotation = std::hash<std::string>{}(GetParam());
+  for (DType dtype : all_dtypes()) {
+    for (int64_t n : {1, 3, 17, 100, 4097}) {
+      for (int64_t rows : {1, 3, 64}) {
+        for (int i = 0; i < 3; ++i) {
+          check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n, false);
           if (::testing::Test::HasFatalFailure()) return;
         }
+        check_forward(configs[rotation++ % configs.size()], dtype, rows, n, n + 2, true);
+        if (::testing::Test::HasFatalFailure()) return;
       }
     }
-  });
+  }
 }
 
 TEST(Forward, InPlaceEqualsOutOfPlace) {

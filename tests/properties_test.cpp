@@ -11,6 +11,12 @@
 namespace rmsnorm::testing {
 namespace {
 
+// One gtest instance per compiled SIMD target (TargetTest sets the target).
+class ConversionsOnEveryTarget : public TargetTest {};
+INSTANTIATE_TEST_SUITE_P(Targets, ConversionsOnEveryTarget, every_target(), target_name);
+class PropertiesOnEveryTarget : public TargetTest {};
+INSTANTIATE_TEST_SUITE_P(Targets, PropertiesOnEveryTarget, every_target(), target_name);
+
 TypedMatrix run_forward(const NormOptions& o, const TypedMatrix& x, const TypedVector* weight = nullptr) {
   return forward_of(o, x, weight ? *weight : empty_vector(x.dtype));
 }
@@ -176,64 +182,60 @@ TEST(Properties, NonFiniteValuesPoisonOnlyTheirRow) {
   }
 }
 
-TEST(Properties, OverflowAndUnderflowRowsAreStillRight) {
-  for_each_target([&](const std::string&) {
-    for (NormKind kind : {NormKind::kRMSNorm, NormKind::kLayerNorm}) {
-      NormOptions o;
-      o.kind = kind;
-      o.eps = 0;
-      const int64_t n = 4097;
-      TypedMatrix x = random_matrix(DType::kFloat32, 4, n, n);
-      for (int64_t c = 0; c < n; ++c) {
-        x.set(0, c, std::ldexp(x.get(0, c) / 8, 128) / std::pow(10.0, 3));  // |x| near FLT_MAX
-        x.set(1, c, std::ldexp(x.get(1, c), -140));                         // subnormal floats
-        x.set(2, c, c % 2 ? 3e38 : -1e-30);                                 // mixed, overflowing
-      }
-      const reference::ForwardResult want = reference::forward(o, x.values(), {}, {});
-      ASSERT_EQ(compare_rows(run_forward(o, x), want.y), "") << (kind == NormKind::kLayerNorm ? "LayerNorm" : "RMSNorm");
-      // And their gradients.
-      // dx ~ dy / r: scale dy with x so that the true dx is a finite float.
-      TypedMatrix dy = random_matrix(DType::kFloat32, 4, n, n);
-      for (int64_t c = 0; c < n; ++c) {
-        dy.set(0, c, std::ldexp(dy.get(0, c), 100));
-        dy.set(1, c, std::ldexp(dy.get(1, c), -140));
-        dy.set(2, c, std::ldexp(dy.get(2, c), 100));
-      }
-      TypedMatrix dx = make_matrix(DType::kFloat32, 4, n, n);
-      BackwardArgs a;
-      a.rows = 4;
-      a.n = n;
-      a.x = {x.data(), DType::kFloat32, n};
-      a.dy = {dy.data(), DType::kFloat32, n};
-      a.dx = {dx.data(), DType::kFloat32, n};
-      backward(o, a);
-      const reference::BackwardResult grad = reference::backward(o, x.values(), dy.values(), {});
-      ASSERT_EQ(compare_rows(dx, grad.dx), "");
+TEST_P(PropertiesOnEveryTarget, OverflowAndUnderflowRowsAreStillRight) {
+  for (NormKind kind : {NormKind::kRMSNorm, NormKind::kLayerNorm}) {
+    NormOptions o;
+    o.kind = kind;
+    o.eps = 0;
+    const int64_t n = 4097;
+    TypedMatrix x = random_matrix(DType::kFloat32, 4, n, n);
+    for (int64_t c = 0; c < n; ++c) {
+      x.set(0, c, std::ldexp(x.get(0, c) / 8, 128) / std::pow(10.0, 3));  // |x| near FLT_MAX
+      x.set(1, c, std::ldexp(x.get(1, c), -140));                         // subnormal floats
+      x.set(2, c, c % 2 ? 3e38 : -1e-30);                                 // mixed, overflowing
     }
-  });
+    const reference::ForwardResult want = reference::forward(o, x.values(), {}, {});
+    ASSERT_EQ(compare_rows(run_forward(o, x), want.y), "") << (kind == NormKind::kLayerNorm ? "LayerNorm" : "RMSNorm");
+    // And their gradients.
+    // dx ~ dy / r: scale dy with x so that the true dx is a finite float.
+    TypedMatrix dy = random_matrix(DType::kFloat32, 4, n, n);
+    for (int64_t c = 0; c < n; ++c) {
+      dy.set(0, c, std::ldexp(dy.get(0, c), 100));
+      dy.set(1, c, std::ldexp(dy.get(1, c), -140));
+      dy.set(2, c, std::ldexp(dy.get(2, c), 100));
+    }
+    TypedMatrix dx = make_matrix(DType::kFloat32, 4, n, n);
+    BackwardArgs a;
+    a.rows = 4;
+    a.n = n;
+    a.x = {x.data(), DType::kFloat32, n};
+    a.dy = {dy.data(), DType::kFloat32, n};
+    a.dx = {dx.data(), DType::kFloat32, n};
+    backward(o, a);
+    const reference::BackwardResult grad = reference::backward(o, x.values(), dy.values(), {});
+    ASSERT_EQ(compare_rows(dx, grad.dx), "");
+  }
 }
 
-TEST(Conversions, KernelRoundingMatchesScalarOnEveryTarget) {
+TEST_P(ConversionsOnEveryTarget, KernelRoundingMatchesScalar) {
   // A wide sample of float bit patterns, all exponents, specials included.
   std::vector<float> in;
   for (uint64_t bits = 0; bits <= 0xFFFFFFFFull; bits += 0x10001 * 7) in.push_back(float_from_bits(static_cast<uint32_t>(bits)));
   for (float f : {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 3.4e38f, INFINITY, -INFINITY, NAN})
     in.push_back(f);
   std::vector<uint16_t> out(in.size());
-  for_each_target([&](const std::string&) {
-    for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-      cpu::convert_from_float(dtype, in.data(), out.data(), static_cast<int64_t>(in.size()));
-      for (size_t i = 0; i < in.size(); ++i) {
-        const uint16_t want = dtype == DType::kBFloat16 ? float_to_bfloat16(in[i]) : float_to_float16(in[i]);
-        if (std::isnan(in[i])) {
-          const float back = dtype == DType::kBFloat16 ? bfloat16_to_float(out[i]) : float16_to_float(out[i]);
-          ASSERT_TRUE(std::isnan(back)) << dtype_name(dtype) << " NaN lost";
-        } else {
-          ASSERT_EQ(out[i], want) << dtype_name(dtype) << " of " << in[i] << " (bits " << float_bits(in[i]) << ")";
-        }
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    cpu::convert_from_float(dtype, in.data(), out.data(), static_cast<int64_t>(in.size()));
+    for (size_t i = 0; i < in.size(); ++i) {
+      const uint16_t want = dtype == DType::kBFloat16 ? float_to_bfloat16(in[i]) : float_to_float16(in[i]);
+      if (std::isnan(in[i])) {
+        const float back = dtype == DType::kBFloat16 ? bfloat16_to_float(out[i]) : float16_to_float(out[i]);
+        ASSERT_TRUE(std::isnan(back)) << dtype_name(dtype) << " NaN lost";
+      } else {
+        ASSERT_EQ(out[i], want) << dtype_name(dtype) << " of " << in[i] << " (bits " << float_bits(in[i]) << ")";
       }
     }
-  });
+  }
 }
 
 TEST(Conversions, ScalarRoundingIsCorrectlyRounded) {

@@ -23,7 +23,7 @@ uint64_t run_seed() {
 
 namespace {
 // Every test binary states its seed before its tests run, so that a failure
-// anywhere (not only inside for_each_target's trace) can be re-run exactly:
+// anywhere can be re-run exactly:
 // RMSNORM_TEST_SEED=<seed> <binary> --gtest_filter=<test>.
 class SeedReporter : public ::testing::Environment {
  public:
@@ -238,19 +238,6 @@ std::string compare_sum(DType dtype, const void* actual, const std::vector<doubl
     }
   }
   return "";
-}
-
-void for_each_target(const std::function<void(const std::string&)>& body) {
-  const std::vector<std::string> targets = runtime_info().compiled_targets;
-  ASSERT_FALSE(targets.empty());
-  for (const std::string& target : targets) {
-    set_simd_target(target);
-    ASSERT_EQ(runtime_info().simd_target, target) << "dispatch did not switch to " << target;
-    SCOPED_TRACE("SIMD target " + target + ", seed " + std::to_string(run_seed()));
-    body(target);
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  set_simd_target("best");
 }
 
 std::vector<DType> all_dtypes() { return {DType::kFloat32, DType::kBFloat16, DType::kFloat16, DType::kFloat64}; }

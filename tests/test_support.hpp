@@ -79,8 +79,6 @@ double float32_tolerance(int64_t n);
 reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference::Matrix& dy,
                                      const std::vector<double>& weight, const reference::ForwardResult& fw);
 
-// Runs body once per SIMD target, with dispatch restricted to it.
-void for_each_target(const std::function<void(const std::string&)>& body);
 
 std::vector<DType> all_dtypes();
 
