@@ -55,13 +55,7 @@ BackwardOutputs run_backward(const NormOptions& o, const TypedMatrix& x, const T
   out.dx = make_matrix(x.dtype, x.rows, x.n, x.n + 2);
   out.dweight.resize(static_cast<size_t>(x.n) * 8);
   out.dbias.resize(static_cast<size_t>(x.n) * 4);
-  BackwardArgs a;
-  a.rows = x.rows;
-  a.n = x.n;
-  a.x = {x.data(), x.dtype, x.stride};
-  a.dy = {dy.data(), dy.dtype, dy.stride};
-  a.weight = {weight.data(), weight.dtype};
-  a.saved = {inv_rms, mean};
+  BackwardArgs a = backward_inputs(x, dy, weight, inv_rms, mean);
   a.dx = {out.dx.data(), x.dtype, x.n + 2};
   if (weight.data()) a.dweight = {out.dweight.data(), weight.dtype};
   a.dbias = {out.dbias.data(), DType::kFloat32};

@@ -340,9 +340,8 @@ TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVe
   return y;
 }
 
-Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
-                      const void* inv_rms, const void* mean) {
-  Gradients g{make_matrix(x.dtype, x.rows, x.n, x.n), std::vector<unsigned char>(static_cast<size_t>(x.n) * 8)};
+BackwardArgs backward_inputs(const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
+                             const void* inv_rms, const void* mean) {
   BackwardArgs a;
   a.rows = x.rows;
   a.n = x.n;
@@ -350,6 +349,13 @@ Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMat
   a.dy = {dy.data(), dy.dtype, dy.stride};
   a.weight = {weight.data(), weight.dtype};
   a.saved = {inv_rms, mean};
+  return a;
+}
+
+Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
+                      const void* inv_rms, const void* mean) {
+  Gradients g{make_matrix(x.dtype, x.rows, x.n, x.n), std::vector<unsigned char>(static_cast<size_t>(x.n) * 8)};
+  BackwardArgs a = backward_inputs(x, dy, weight, inv_rms, mean);
   a.dx = {g.dx.data(), x.dtype, x.n};
   if (weight.data()) a.dweight = {g.dweight.data(), weight.dtype};
   backward(o, a);

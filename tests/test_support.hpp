@@ -117,6 +117,10 @@ struct Gradients {
   TypedMatrix dx;
   std::vector<unsigned char> dweight;
 };
+// The inputs of a backward call (rows, n, x, dy, weight, saved statistics);
+// the caller adds the outputs it wants.
+BackwardArgs backward_inputs(const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
+                             const void* inv_rms = nullptr, const void* mean = nullptr);
 Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
                       const void* inv_rms = nullptr, const void* mean = nullptr);
 
