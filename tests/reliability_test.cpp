@@ -326,6 +326,23 @@ TEST_P(EveryTarget, IntermediatesStayInRange) {
   }
 }
 
+// dweight with a zero weight and a huge dy (fuzzer, fuzz/corpus/regression-
+// dweight-zero-weight-huge-dy): gy = dy * g is 0, so the fast path's bound on
+// sum |gy| said nothing about dy, and each row's term dy * x / r = +-9e40
+// overflowed the float chunk of dweight. The exact sum of the two rows is 0.
+TEST_P(EveryTarget, ZeroWeightWithAHugeGradientKeepsDweightExact) {
+  const NormOptions o = rms(0.5);  // n = 2: k = 1, x[1] lies past k, x[1] / r = 3e7
+  const TypedMatrix x = matrix_of(DType::kFloat32, 2, 2, {1, 3e7, 1, 3e7});
+  const TypedMatrix dy = matrix_of(DType::kFloat32, 2, 2, {0, 3e33, 0, -3e33});
+  const TypedVector weight = vector_of(DType::kFloat32, {0, 0});
+  const Gradients g = backward_of(o, x, dy, weight);
+  ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat32, nullptr), "");
+  float dweight[2];
+  std::memcpy(dweight, g.dweight.data(), sizeof dweight);
+  EXPECT_EQ(dweight[0], 0.0f);
+  EXPECT_EQ(dweight[1], 0.0f) << "the rows' terms +-9e40 cancel exactly";
+}
+
 // ------------------------------------------------------------------ 11
 // While one thread switches targets, every call of another must give the
 // result of one single target, bit for bit. LayerNorm with fewer rows than

@@ -26,7 +26,8 @@ HWY_INLINE hn::VFromD<D> ScaleByWeight(D d, hn::VFromD<D> dy, const TW* HWY_REST
 
 // The GradientSums of one block. For LayerNorm x is taken relative to the
 // pivot (the stored mean). Zero-padded tail lanes contribute exactly 0.
-template <typename T, typename TW, bool kCentered, bool kWeight>
+// kDyMagnitude: also sum |dy| (dweight asked for, with a weight).
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kDyMagnitude>
 GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g,
                                int64_t column, int64_t count, double pivot) {
   using A = Arith<T>;
@@ -35,8 +36,10 @@ GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   const auto shift = hn::Set(d, static_cast<A>(pivot));  // the stored mean: exact in A
   auto gy0 = hn::Zero(d), gy1 = hn::Zero(d), dot0 = hn::Zero(d), dot1 = hn::Zero(d);
   auto mag0 = hn::Zero(d), mag1 = hn::Zero(d), dev0 = hn::Zero(d), dev1 = hn::Zero(d);
+  auto dy_mag = hn::Zero(d);
   auto accumulate = [&](auto& gy_acc, auto& dot_acc, auto& mag_acc, auto& dev_acc, auto xv, auto dyv, int64_t i,
                         size_t tail) {
+    if constexpr (kDyMagnitude) dy_mag = hn::Add(dy_mag, hn::Abs(dyv));
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
     if constexpr (kCentered) {
       xv = hn::Sub(xv, shift);
@@ -61,6 +64,7 @@ GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   GradientSums sums;
   sums.dot = total(dot0, dot1);
   sums.gy_magnitude = total(mag0, mag1);
+  if constexpr (kDyMagnitude) sums.dy_magnitude = total(dy_mag, hn::Zero(d));
   if constexpr (kCentered) {
     sums.sum_gy = total(gy0, gy1);
     sums.deviations = total(dev0, dev1);
@@ -73,11 +77,11 @@ GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy
                                   double pivot) {
   const auto* g = static_cast<const TW*>(p.weight);
   GradientSums sums = with_flags(
-      [&](auto centered, auto weight) {
-        return BlockGradientSums<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>>(x + c0, dy + c0, g, c0,
-                                                                                             c1 - c0, pivot);
+      [&](auto centered, auto weight, auto dy_magnitude) {
+        return BlockGradientSums<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>,
+                                 flag_v<decltype(dy_magnitude)>>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
       },
-      p.norm.centered, g != nullptr);
+      p.norm.centered, g != nullptr, g != nullptr && p.want_dweight);
   // pRMSNorm: the statistic never saw the elements past k (the block is in cache now).
   const int64_t past_k = std::max(c0, p.norm.k);
   if (!p.norm.centered && past_k < c1) sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + past_k, c1 - past_k, 0.0);

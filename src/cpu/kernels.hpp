@@ -148,11 +148,15 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
 // `gy_magnitude` = sum |gy|, the row's gradient scale for the range check (a
 // sum of squares would underflow to 0 for gradients that are not 0), and for
 // pRMSNorm `x_magnitude_past_k` = sum |x| over [k, n), which must be small
-// enough against r that dweight's terms dy * x / r stay in range.
+// enough against r that dweight's terms dy * x / r stay in range, and, when
+// dweight is asked for with a weight, `dy_magnitude` = sum |dy|: sum |gy|
+// bounds dy only where g is not 0, and a zero weight with a huge dy overflowed
+// the float chunk of dweight (found by the fuzzer).
 struct GradientSums {
-  double sum_gy = 0.0, dot = 0.0, gy_magnitude = 0.0, deviations = 0.0, x_magnitude_past_k = 0.0;
+  double sum_gy = 0.0, dot = 0.0, gy_magnitude = 0.0, deviations = 0.0, x_magnitude_past_k = 0.0, dy_magnitude = 0.0;
   GradientSums& operator+=(const GradientSums& o) {
     x_magnitude_past_k += o.x_magnitude_past_k;
+    dy_magnitude += o.dy_magnitude;
     sum_gy += o.sum_gy;
     dot += o.dot;
     gy_magnitude += o.gy_magnitude;
@@ -197,7 +201,11 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
   const bool gy_in_range = sums.gy_magnitude == 0.0 || (sums.gy_magnitude >= 1 / range.scale_limit &&
                                                         sums.gy_magnitude <= range.scale_limit);
   const bool past_k_in_range = sums.x_magnitude_past_k * st.inv_r <= range.scale_limit;  // false for NaN
-  g.fast = st.fast && past_k_in_range && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
+  // What a weight within scale_limit and sum |gy| within scale_limit allow dy
+  // anyway, so only rows with zero (or no) weights can fail it.
+  const double dy_limit = range.scale_limit * range.scale_limit;
+  const bool dy_in_range = sums.dy_magnitude == 0.0 || (sums.dy_magnitude >= 1 / dy_limit && sums.dy_magnitude <= dy_limit);
+  g.fast = st.fast && past_k_in_range && dy_in_range && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
            std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(static_cast<double>(coef), range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
   return g;
