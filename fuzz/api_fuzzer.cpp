@@ -30,13 +30,13 @@
 #include "tests/test_support.hpp"
 
 extern "C" {
-int fuzz_forward(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_forward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                  const void* x, int64_t stride, void* y, const void* weight, const void* bias, int param_dtype,
                  void* inv_rms, void* mean);
-int fuzz_fused_add(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_fused_add(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                    const void* x, int64_t stride, void* residual, void* y, const void* weight, const void* bias,
                    int param_dtype);
-int fuzz_backward(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_backward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                   const void* x, int64_t stride, const void* dy, const void* weight, int param_dtype, void* dx,
                   void* dweight, float* dbias);
 }
@@ -244,6 +244,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<unsigned char> other = fill(in, storage, elements, raw_bits);  // residual or dy
   std::vector<unsigned char> weight = fill(in, param_storage, vector_length, raw_bits);
   std::vector<unsigned char> bias = fill(in, param_storage, vector_length, raw_bits);
+  // The weight offset (SPEC section 7), read last so that inputs written before
+  // it existed still mean what they meant (past the end the input gives 0).
+  const uint8_t offset_choice = in.byte();
+  const double offset_table[] = {0.0, 0.0, 1.0, -0.5};
+  const double offset = offset_choice >= 0xF8 ? in.raw<double>() : offset_table[offset_choice % 4];
   std::vector<unsigned char> y(x.size(), 0xA5), dweight(weight.size() + 8, 0xA5), dbias(vector_length * 4 + 8, 0xA5);
   std::vector<unsigned char> inv_rms(8 * 8, 0xA5), mean(8 * 8, 0xA5);
   const std::vector<unsigned char> x_before = x, other_before = other;
@@ -252,14 +257,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   int status;
   if (op == 0) {
-    status = fuzz_forward(kind, placement, eps, p, threads, rows, n, dtype, x.data(), stride, out,
+    status = fuzz_forward(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride, out,
                           weight_present ? weight.data() : nullptr, bias_present ? bias.data() : nullptr, param_dtype,
                           saved_present ? inv_rms.data() : nullptr, saved_present ? mean.data() : nullptr);
   } else if (op == 1) {
-    status = fuzz_fused_add(kind, placement, eps, p, threads, rows, n, dtype, x.data(), stride, other.data(), y.data(),
+    status = fuzz_fused_add(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride, other.data(), y.data(),
                             weight_present ? weight.data() : nullptr, bias_present ? bias.data() : nullptr, param_dtype);
   } else {
-    status = fuzz_backward(kind, placement, eps, p, threads, rows, n, dtype, x.data(), stride, other.data(),
+    status = fuzz_backward(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride, other.data(),
                            weight_present ? weight.data() : nullptr, param_dtype, y.data(),
                            weight_present ? dweight.data() : nullptr, reinterpret_cast<float*>(dbias.data()));
   }
@@ -283,8 +288,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.eps_placement = static_cast<rmsnorm::EpsPlacement>(placement);
   o.eps = eps;
   o.p = p;
+  o.weight_offset = offset;
   const DType dt = static_cast<DType>(dtype);
   const std::vector<double> w = as_vector(param_dtype, weight, n, weight_present);
+  std::vector<double> gain = w;  // offset + g: what scales each element
+  for (double& g : gain) g += offset;
   const std::vector<double> b = as_vector(param_dtype, bias, n, bias_present);
   TypedMatrix xm = as_matrix(dtype, x_before, rows, n, stride);
   if (op == 1) {
@@ -306,7 +314,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   g_case = "op " + std::to_string(op) + " kind " + std::to_string(kind) + " placement " + std::to_string(placement) +
            " dtype " + std::to_string(dtype) + " param " + std::to_string(param_dtype) + " rows " + std::to_string(rows) +
            " n " + std::to_string(n) + " eps " + std::to_string(eps) + " p " + std::to_string(p) + " weight " +
-           std::to_string(weight_present) + " bias " + std::to_string(bias_present);
+           std::to_string(weight_present) + " bias " + std::to_string(bias_present) + " weight_offset " + std::to_string(offset);
   for (int64_t r = 0; r < rows; ++r) g_case += "\n  x[" + std::to_string(r) + "] = " + values_of(xv, r);
   if (!w.empty()) g_case += "\n  weight = " + values_of(rmsnorm::reference::Matrix{1, n, w}, 0);
   if (!b.empty()) g_case += "\n  bias = " + values_of(rmsnorm::reference::Matrix{1, n, b}, 0);
@@ -320,7 +328,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // like 1e4 + N(0, 1) the engine does better, which
         // tests/reliability_test.cpp holds it to).
         const double x_terms = (std::fabs(xv.at(r, c)) + mean_terms(kind, xv, r)) * want.inv_rms[r];
-        const double terms = x_terms * (w.empty() ? 1.0 : std::fabs(w[c]));
+        const double terms = x_terms * (gain.empty() ? 1.0 : std::fabs(gain[c]));
         magnitude.at(r, c) = terms + (b.empty() ? 0.0 : std::fabs(b[c]));
       }
     check_rows("y", as_matrix(dtype, in_place && op == 0 ? x : y, rows, n, stride), want.y, magnitude);
@@ -338,9 +346,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     unshifted.mean[r] = 0.0;
   }
   check_rows("dx", as_matrix(dtype, y, rows, n, stride), want.dx,
-             rmsnorm::testing::gradient_magnitude(x_terms, dyv, w, unshifted));
+             rmsnorm::testing::gradient_magnitude(x_terms, dyv, gain, unshifted));
   // The parameter gradients of rows that are all finite and representable.
-  if (all_finite(xv.values) && all_finite(dyv.values) && all_finite(w) && all_finite(want.dbias) &&
+  if (all_finite(xv.values) && all_finite(dyv.values) && all_finite(gain) && all_finite(want.dbias) &&
       all_finite(want.dweight)) {
     bool representable = true;
     for (double v : want.dweight) representable = representable && (v == 0 || std::fabs(v) >= smallest_normal(static_cast<DType>(param_dtype)));

@@ -3,36 +3,37 @@
  * without undefined behaviour in the caller. */
 #include "rmsnorm/rmsnorm.h"
 
-static rmsnorm_options options_of(int kind, int placement, double eps, double p, int threads) {
+static rmsnorm_options options_of(int kind, int placement, double eps, double p, int threads, double offset) {
   rmsnorm_options o = rmsnorm_default_options();
   o.kind = (rmsnorm_kind)kind;
   o.eps_placement = (rmsnorm_eps_placement)placement;
   o.eps = eps;
   o.p = p;
   o.num_threads = threads;
+  o.weight_offset = offset;
   return o;
 }
 
-int fuzz_forward(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_forward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                  const void* x, int64_t stride, void* y, const void* weight, const void* bias, int param_dtype,
                  void* inv_rms, void* mean) {
-  rmsnorm_options o = options_of(kind, placement, eps, p, threads);
+  rmsnorm_options o = options_of(kind, placement, eps, p, threads, offset);
   return (int)rmsnorm_forward(&o, rows, n, (rmsnorm_dtype)dtype, x, stride, y, stride, weight, bias,
                               (rmsnorm_dtype)param_dtype, inv_rms, mean);
 }
 
-int fuzz_fused_add(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_fused_add(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                    const void* x, int64_t stride, void* residual, void* y, const void* weight, const void* bias,
                    int param_dtype) {
-  rmsnorm_options o = options_of(kind, placement, eps, p, threads);
+  rmsnorm_options o = options_of(kind, placement, eps, p, threads, offset);
   return (int)rmsnorm_fused_add_forward(&o, rows, n, (rmsnorm_dtype)dtype, x, stride, residual, stride, y, stride,
                                         weight, bias, (rmsnorm_dtype)param_dtype);
 }
 
-int fuzz_backward(int kind, int placement, double eps, double p, int threads, int64_t rows, int64_t n, int dtype,
+int fuzz_backward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                   const void* x, int64_t stride, const void* dy, const void* weight, int param_dtype, void* dx,
                   void* dweight, float* dbias) {
-  rmsnorm_options o = options_of(kind, placement, eps, p, threads);
+  rmsnorm_options o = options_of(kind, placement, eps, p, threads, offset);
   return (int)rmsnorm_backward(&o, rows, n, (rmsnorm_dtype)dtype, x, stride, dy, stride, weight,
                                (rmsnorm_dtype)param_dtype, 0, 0, dx, stride, dweight, dbias);
 }

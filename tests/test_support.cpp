@@ -275,7 +275,9 @@ std::string check_backward_outputs(const NormOptions& o, const TypedMatrix& x, c
   const reference::Matrix xv = x.values(), dyv = dy.values();
   const reference::BackwardResult want = reference::backward(o, xv, dyv, weight.values);
   const reference::ForwardResult fw = reference::forward(o, xv, {}, {});
-  const reference::Matrix magnitude = gradient_magnitude(xv, dyv, weight.values, fw);
+  std::vector<double> gain = weight.values;  // SPEC section 7: the gradient's gain is offset + g
+  for (double& g : gain) g += o.weight_offset;
+  const reference::Matrix magnitude = gradient_magnitude(xv, dyv, gain, fw);
   if (std::string e = compare_rows(dx, want.dx, &magnitude); !e.empty()) return "dx: " + e;
   // dweight's terms are dy * xhat. The mean's own rounding error is of the
   // order of the row's spread times the float32 bound (~1e-6 in xhat units);

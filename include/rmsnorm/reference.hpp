@@ -33,9 +33,12 @@ struct ForwardResult {
   std::vector<double> mean;     // per row (0 for RMSNorm)
 };
 
-// weight / bias: empty means absent.
+// weight / bias: empty means absent. The gain is options.weight_offset +
+// weight. data_dtype matters only for options.rounding = kBeforeWeight with
+// 16-bit data, where (x - mean) / r is rounded to it before the gain applies;
+// y itself is returned unrounded.
 ForwardResult forward(const NormOptions& options, const Matrix& x, const std::vector<double>& weight,
-                      const std::vector<double>& bias);
+                      const std::vector<double>& bias, DType data_dtype = DType::kFloat64);
 
 struct BackwardResult {
   Matrix dx;

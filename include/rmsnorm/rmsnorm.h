@@ -27,15 +27,22 @@ typedef enum rmsnorm_kind { RMSNORM_KIND_RMSNORM = 0, RMSNORM_KIND_LAYERNORM = 1
 
 typedef enum rmsnorm_eps_placement { RMSNORM_EPS_INSIDE = 0, RMSNORM_EPS_OUTSIDE = 1 } rmsnorm_eps_placement;
 
+/* When 16-bit outputs are rounded: once at the end, or (Hugging Face Llama,
+ * PyTorch F.rms_norm) the normalized value first, before the weight. */
+typedef enum rmsnorm_rounding { RMSNORM_ROUNDING_SINGLE = 0, RMSNORM_ROUNDING_BEFORE_WEIGHT = 1 } rmsnorm_rounding;
+
 typedef struct rmsnorm_options {
   rmsnorm_kind kind;
   double eps;
   rmsnorm_eps_placement eps_placement;
   double p;        /* pRMSNorm fraction, 0 < p <= 1 */
   int num_threads; /* 0: default */
+  double weight_offset;      /* gain = weight_offset + weight (Gemma: 1); needs a weight when not 0 */
+  rmsnorm_rounding rounding; /* 16-bit data only */
 } rmsnorm_options;
 
-/* RMSNorm, eps = 1e-5 inside, p = 1, default threads. */
+/* RMSNorm, eps = 1e-5 inside, p = 1, default threads, no weight offset, single
+ * rounding. Start from this: fields added later get their defaults here. */
 rmsnorm_options rmsnorm_default_options(void);
 
 /* y = norm(x) * weight + bias. x and y share `dtype`; weight and bias (each may

@@ -32,6 +32,17 @@ enum class EpsPlacement : int {
   kOutside = 1,  // r = sqrt(ms) + eps: the paper authors' released code
 };
 
+// When 16-bit outputs are rounded (SPEC section 7). float32 and float64 data
+// ignore it.
+enum class Rounding : int {
+  // Everything in float32 or wider, one rounding at the end: Gemma, OLMo2,
+  // TransformerEngine, FlashInfer.
+  kSingle = 0,
+  // t = round_to_data_dtype((x - mean) / r), then y = round(t * (o + g) + b):
+  // Hugging Face LlamaRMSNorm (Mistral, Qwen2/3, Phi-3) and PyTorch's F.rms_norm.
+  kBeforeWeight = 1,
+};
+
 struct NormOptions {
   NormKind kind = NormKind::kRMSNorm;
   double eps = 1e-5;
@@ -39,6 +50,11 @@ struct NormOptions {
   // pRMSNorm: the RMS is estimated from the first k = ceil(n * p) elements of
   // each row, 0 < p <= 1. p = 1 is RMSNorm. Must be 1 for LayerNorm.
   double p = 1.0;
+  // The gain is (weight_offset + g), added in float32 (float64 for float64
+  // data): 1 is Gemma's (1 + weight) and TransformerEngine's zero-centered
+  // gamma. Requires a weight when not 0. dweight is unchanged by it.
+  double weight_offset = 0.0;
+  Rounding rounding = Rounding::kSingle;
   // Threads to use; 0 means OpenMP's default (omp_get_max_threads()). Small
   // problems use fewer threads than asked, because starting threads would cost
   // more than the work.

@@ -43,6 +43,22 @@ void check_parameters(const ConstVector& weight, const ConstVector& bias, DType 
   }
 }
 
+bool is_sixteen_bit(DType dtype) { return dtype == DType::kBFloat16 || dtype == DType::kFloat16; }
+
+// A gain of offset + g needs a g, and the offset is added in the arithmetic
+// type (float32 unless the data are float64), so it must be a float32 there.
+void check_weight_offset(const NormOptions& options, const ConstVector& weight, DType data_dtype) {
+  if (options.weight_offset != 0 && !weight.data) {
+    throw Error("options.weight_offset: " + std::to_string(options.weight_offset) +
+                " needs a weight (the gain is offset + weight), but weight.data is null");
+  }
+  if (data_dtype != DType::kFloat64 && std::fabs(options.weight_offset) > std::numeric_limits<float>::max()) {
+    throw Error("options.weight_offset: expected a value within float32's range for " +
+                std::string(dtype_name(data_dtype)) + " data (it is added in float32), got " +
+                std::to_string(options.weight_offset));
+  }
+}
+
 bool stream_outputs(int64_t rows, int64_t n, DType dtype) {
   return static_cast<long double>(rows) * n * dtype_size(dtype) > cpu::stream_threshold_bytes();
 }
@@ -59,6 +75,7 @@ cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t 
     throw Error(std::string("y.dtype: expected x's dtype (") + dtype_name(x.dtype) + "), got " + dtype_name(y.dtype));
   }
   check_parameters(weight, bias, x.dtype);
+  check_weight_offset(options, weight, x.dtype);
   const DType stats_dtype = statistics_dtype(x.dtype);
   inputs.push_back(api::vector_region("weight", weight.data, weight.dtype, n));
   inputs.push_back(api::vector_region("bias", bias.data, bias.dtype, n));
@@ -86,6 +103,8 @@ cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t 
   plan.y_stride = y.row_stride;
   plan.weight = weight.data;
   plan.bias = bias.data;
+  plan.weight_offset = options.weight_offset;
+  plan.round_before_weight = options.rounding == Rounding::kBeforeWeight && is_sixteen_bit(x.dtype);
   plan.saved_inv_rms = saved.inv_rms;
   plan.saved_mean = saved.mean;
   plan.stream_output = stream_outputs(rows, n, x.dtype);
@@ -194,6 +213,7 @@ cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardA
     }
   }
   api::check_parameter("weight", a.weight, a.x.dtype);
+  check_weight_offset(options, a.weight, a.x.dtype);
   if (a.dweight.data) {
     if (!a.weight.data) throw Error("dweight: requested, but there is no weight (weight.data is null)");
     if (a.dweight.dtype != a.weight.dtype) {
@@ -238,6 +258,7 @@ cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardA
   plan.dx = a.dx.data;
   plan.dx_stride = a.dx.row_stride;
   plan.weight = a.weight.data;
+  plan.weight_offset = options.weight_offset;
   plan.saved_inv_rms = a.saved.inv_rms;
   plan.saved_mean = a.saved.mean;
   plan.want_dweight = a.dweight.data != nullptr;

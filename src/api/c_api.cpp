@@ -61,15 +61,20 @@ rmsnorm_status guarded(const std::function<void()>& f) {
 
 NormOptions to_options(const rmsnorm_options* o) {
   if (!o) throw rmsnorm::Error("options: null pointer (use rmsnorm_default_options())");
-  const int kind = as_int(o->kind), placement = as_int(o->eps_placement);
+  const int kind = as_int(o->kind), placement = as_int(o->eps_placement), rounding = as_int(o->rounding);
   if (kind != RMSNORM_KIND_RMSNORM && kind != RMSNORM_KIND_LAYERNORM) {
     reject("options.kind", kind, "RMSNORM_KIND_RMSNORM or RMSNORM_KIND_LAYERNORM (0-1)");
   }
   if (placement != RMSNORM_EPS_INSIDE && placement != RMSNORM_EPS_OUTSIDE) {
     reject("options.eps_placement", placement, "RMSNORM_EPS_INSIDE or RMSNORM_EPS_OUTSIDE (0-1)");
   }
+  if (rounding != RMSNORM_ROUNDING_SINGLE && rounding != RMSNORM_ROUNDING_BEFORE_WEIGHT) {
+    reject("options.rounding", rounding, "RMSNORM_ROUNDING_SINGLE or RMSNORM_ROUNDING_BEFORE_WEIGHT (0-1)");
+  }
   NormOptions options;
   options.kind = static_cast<NormKind>(kind);
+  options.weight_offset = o->weight_offset;
+  options.rounding = static_cast<Rounding>(rounding);
   options.eps = o->eps;
   options.eps_placement = static_cast<EpsPlacement>(placement);
   options.p = o->p;
@@ -130,8 +135,15 @@ using namespace rmsnorm::c_api;
 
 rmsnorm_options rmsnorm_default_options(void) {
   const rmsnorm::NormOptions d;
-  return {static_cast<rmsnorm_kind>(d.kind), d.eps, static_cast<rmsnorm_eps_placement>(d.eps_placement), d.p,
-          d.num_threads};
+  rmsnorm_options o;
+  o.kind = static_cast<rmsnorm_kind>(d.kind);
+  o.eps = d.eps;
+  o.eps_placement = static_cast<rmsnorm_eps_placement>(d.eps_placement);
+  o.p = d.p;
+  o.num_threads = d.num_threads;
+  o.weight_offset = d.weight_offset;
+  o.rounding = static_cast<rmsnorm_rounding>(d.rounding);
+  return o;
 }
 
 rmsnorm_status rmsnorm_forward(const rmsnorm_options* options, int64_t rows, int64_t n, rmsnorm_dtype data_dtype,

@@ -34,6 +34,10 @@ void check_options(const NormOptions& o) {
   if (o.kind == NormKind::kLayerNorm && o.eps_placement != EpsPlacement::kInside) {
     fail("options.eps_placement: LayerNorm uses sqrt(var + eps); expected inside");
   }
+  if (o.rounding != Rounding::kSingle && o.rounding != Rounding::kBeforeWeight) {
+    fail("options.rounding: expected single or before_weight, got value ", static_cast<int>(o.rounding));
+  }
+  if (!std::isfinite(o.weight_offset)) fail("options.weight_offset: expected a finite value, got ", o.weight_offset);
   if (o.num_threads < 0) fail("options.num_threads: expected >= 0 (0 = default), got ", o.num_threads);
 }
 

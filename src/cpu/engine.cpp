@@ -127,6 +127,44 @@ std::vector<unsigned char>& workspace(size_t bytes) {
   return buffer;
 }
 
+// A nonzero weight offset folded into the parameters (SPEC section 7): the
+// gain offset + g formed once per call in the arithmetic type (float, or double
+// for float64 data), and the bias converted beside it, since the kernels read
+// weight and bias as one type. n elements per call, against rows x n for the
+// norm; the kernels never see an offset, so it costs nothing when it is 0.
+struct Parameters {
+  const void* weight;
+  const void* bias;
+  DType dtype;
+};
+
+Parameters with_offset_folded(DType data_dtype, DType param_dtype, const void* weight, const void* bias,
+                              double offset, int64_t n) {
+  if (!weight || offset == 0) return {weight, bias, param_dtype};
+  thread_local std::vector<unsigned char> buffer;  // not workspace(): backward uses that at the same time
+  if (data_dtype == DType::kFloat64) {
+    buffer.resize(static_cast<size_t>(2 * n) * sizeof(double));
+    auto* gain = reinterpret_cast<double*>(buffer.data());
+    auto widen = [&](const void* v, double* out) {
+      for (int64_t c = 0; c < n; ++c) {
+        out[c] = param_dtype == DType::kFloat64 ? static_cast<const double*>(v)[c]
+                                                : static_cast<double>(static_cast<const float*>(v)[c]);
+      }
+    };
+    widen(weight, gain);
+    for (int64_t c = 0; c < n; ++c) gain[c] += offset;
+    if (bias) widen(bias, gain + n);
+    return {gain, bias ? gain + n : nullptr, DType::kFloat64};
+  }
+  buffer.resize(static_cast<size_t>(2 * n) * sizeof(float));
+  auto* gain = reinterpret_cast<float*>(buffer.data());
+  convert_to_float(param_dtype, weight, gain, n);
+  const auto offset_value = static_cast<float>(offset);
+  for (int64_t c = 0; c < n; ++c) gain[c] += offset_value;  // in float32, as Gemma's 1.0 + weight.float()
+  if (bias) convert_to_float(param_dtype, bias, gain + n, n);
+  return {gain, bias ? gain + n : nullptr, DType::kFloat32};
+}
+
 void write_vector(const Vector& out, const double* values, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
     const double v = values[c];
@@ -194,6 +232,12 @@ void run_forward(const ForwardPlan& call_plan, int threads) {
   if (rows == 0) return;
   ForwardPlan plan = call_plan;
   plan.simd_index = dispatch_index();
+  const Parameters parameters =
+      with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, plan.bias, plan.weight_offset, n);
+  plan.weight = parameters.weight;
+  plan.bias = parameters.bias;
+  plan.param_dtype = parameters.dtype;
+  plan.weight_offset = 0.0;
   if (plan.weight) {
     plan.weight_in_range =
         weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
@@ -225,6 +269,13 @@ void run_backward(const BackwardPlan& call_plan, int threads, const Vector& dwei
   const int64_t rows = call_plan.rows, n = call_plan.norm.n;
   BackwardPlan plan = call_plan;
   plan.simd_index = dispatch_index();
+  if (rows > 0) {
+    const Parameters parameters =
+        with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, nullptr, plan.weight_offset, n);
+    plan.weight = parameters.weight;
+    plan.param_dtype = parameters.dtype;
+    plan.weight_offset = 0.0;
+  }
   if (plan.weight && rows > 0) {
     plan.weight_in_range =
         weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);

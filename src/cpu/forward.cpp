@@ -42,10 +42,24 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
 // weight is large (x * inv_r underflowed first).
 // g and b are indexed only when present (offsetting a null pointer is
 // undefined behaviour).
-template <bool kCentered, bool kWeight, bool kBias, class D, class V, typename TW>
+// TNormalized: Rounding::kBeforeWeight's order for 16-bit data, t = (x - mean)
+// * inv_r rounded to TNormalized first, then t * g + b (SPEC section 7); the
+// arithmetic type itself for the single rounding.
+template <bool kCentered, bool kWeight, bool kBias, typename TNormalized, class D, class V, typename TW>
 HWY_INLINE V Normalize(D d, V v, V mean, V lo_inv_r, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
                        size_t tail) {
-  if constexpr (kWeight) {
+  if constexpr (!std::is_same_v<TNormalized, hn::TFromD<D>>) {
+    V t = kCentered ? hn::MulSub(hn::Sub(v, mean), inv_r, lo_inv_r) : hn::Mul(v, inv_r);
+    t = RoundThrough<TNormalized>(d, t);
+    if constexpr (kWeight) {
+      const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
+      if constexpr (kBias) return hn::MulAdd(t, gv, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+      return hn::Mul(t, gv);
+    } else if constexpr (kBias) {
+      return hn::Add(t, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
+    }
+    return t;
+  } else if constexpr (kWeight) {
     const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
     const V scale = hn::Mul(inv_r, gv);
     if constexpr (kCentered) {
@@ -81,10 +95,11 @@ HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
 }
 
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kStream = false>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kStream = false>
 void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
                int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
   using A = Arith<T>;
+  using TN = std::conditional_t<kRoundFirst, T, A>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const double inv_r_value = st.inv_r;
@@ -96,19 +111,19 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
     if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));
-    const auto v0 = Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
+    const auto v0 = Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
     const auto v1 =
-        Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
+        Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
     StoreOut<kStream>(d, v0, y + i);
     StoreOut<kStream>(d, v1, y + i + N);
   }
   for (; i + N <= count; i += N) {
-    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
+    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
                       y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto v = Normalize<kCentered, kWeight, kBias>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
+    const auto v = Normalize<kCentered, kWeight, kBias, TN>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
                                                         column + i, remaining);
     StoreTail(d, v, y + i, remaining);
   }
@@ -118,7 +133,7 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
 // each tile goes through L1 and out with non-temporal stores. The same columns
 // of the next row's inputs (`next`, `next_residual`, may be null) are
 // prefetched tile by tile.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
                   int64_t column_end, const RowStatistics& st, const T* next, const T* next_residual) {
   const auto* g = static_cast<const TW*>(p.weight);
@@ -131,7 +146,7 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   const bool direct = std::is_same_v<T, Arith<T>> && reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0;
   if (p.stream_output && direct) {
     const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
-    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + column_begin, y + column_begin, g, b, column_begin, head, st);
+    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin, head, st);
     column_begin += head;
   }
   alignas(64) T tile[kTile];
@@ -140,16 +155,16 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (next_residual) PrefetchBytes(next_residual + c, bytes);
     if (p.stream_output && direct) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias, true>(src + c, y + c, g, b, c, count, st,
+      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(src + c, y + c, g, b, c, count, st,
                                                         next ? next + c : nullptr);
       continue;
     }
     if (next) PrefetchBytes(next + c, bytes);
     if (!p.stream_output) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, y + c, g, b, c, count, st);
+      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + c, y + c, g, b, c, count, st);
       continue;
     }
-    ApplySpan<T, TW, kCentered, kWeight, kBias>(src + c, tile, g, b, c, count, st);
+    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + c, tile, g, b, c, count, st);
     StreamBytes(y + c, tile, bytes);
   }
 }
@@ -159,11 +174,15 @@ template <typename T, typename TW>
 void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st,
                      const T* next = nullptr, const T* next_residual = nullptr) {
   with_flags(
-      [&](auto centered, auto weight, auto bias) {
-        ApplyColumns<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(bias)>>(
-            p, src, y, c0, c1, st, next, next_residual);
+      [&](auto centered, auto weight, auto bias, auto round_first) {
+        constexpr bool kWeight = flag_v<decltype(weight)>, kBias = flag_v<decltype(bias)>;
+        // Only 16-bit data with a parameter to apply after the rounding has a
+        // second order: the others share the single-rounding instantiation.
+        constexpr bool kRoundFirst = flag_v<decltype(round_first)> && !std::is_same_v<T, Arith<T>> && (kWeight || kBias);
+        ApplyColumns<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, src, y, c0, c1, st, next,
+                                                                                     next_residual);
       },
-      p.norm.centered, p.weight != nullptr, p.bias != nullptr);
+      p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
 
 template <typename T>

@@ -38,6 +38,14 @@ struct ForwardPlan {
   int64_t y_stride = 0;
   const void* weight = nullptr;
   const void* bias = nullptr;
+  // The gain is weight_offset + g. The engine folds a nonzero offset into a
+  // copy of the parameters in the arithmetic type before the kernels run, so
+  // the kernels only ever see an offset of 0.
+  double weight_offset = 0.0;
+  // 16-bit data, Rounding::kBeforeWeight: (x - mean) / r is rounded to the
+  // data's dtype before the weight and bias apply. Always false for float32
+  // and float64 data.
+  bool round_before_weight = false;
   void* saved_inv_rms = nullptr;  // statistics_dtype(dtype)
   void* saved_mean = nullptr;
   bool stream_output = false;  // write y with non-temporal stores
@@ -60,6 +68,7 @@ struct BackwardPlan {
   void* dx = nullptr;
   int64_t dx_stride = 0;
   const void* weight = nullptr;
+  double weight_offset = 0.0;  // as in ForwardPlan; the gradient's gain is weight_offset + g
   const void* saved_inv_rms = nullptr;
   const void* saved_mean = nullptr;
   bool want_dweight = false;

@@ -39,19 +39,24 @@ using Arith = typename ArithmeticOf<T>::type;
 
 // ---------------------------------------------------------------- narrowing
 
-// float -> bfloat16, round to nearest even; NaN stays a quiet NaN.
+// float -> bfloat16, round to nearest even; NaN stays a quiet NaN. The
+// bfloat16 pattern in the low 16 bits of each 32-bit lane.
 template <class DF>
-HWY_INLINE auto DemoteToBFloat16(DF /* tag */, hn::VFromD<DF> v) {
+HWY_INLINE auto BFloat16Bits(DF /* tag */, hn::VFromD<DF> v) {
   const hn::RebindToUnsigned<DF> du32;
-  const hn::RebindToSigned<DF> di32;
-  const hn::Rebind<uint16_t, DF> du16;
-  const hn::Rebind<hwy::bfloat16_t, DF> dbf16;
   const auto bits = hn::BitCast(du32, v);
   const auto lowest_kept_bit = hn::And(hn::ShiftRight<16>(bits), hn::Set(du32, 1u));
   const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7FFFu), lowest_kept_bit)));
   const auto quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du32, 0x40u));
-  const auto result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
-  return hn::BitCast(dbf16, hn::DemoteTo(du16, hn::BitCast(di32, result)));
+  return hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
+}
+
+template <class DF>
+HWY_INLINE auto DemoteToBFloat16(DF df, hn::VFromD<DF> v) {
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<hwy::bfloat16_t, DF> dbf16;
+  return hn::BitCast(dbf16, hn::DemoteTo(du16, hn::BitCast(di32, BFloat16Bits(df, v))));
 }
 
 // float -> float16, round to nearest even, overflow to infinity, subnormals
@@ -59,12 +64,11 @@ HWY_INLINE auto DemoteToBFloat16(DF /* tag */, hn::VFromD<DF> v) {
 // value to the float16 grid of its binade (the technique of M. Dukhan's FP16
 // library, github.com/Maratyszcza/FP16): adding 2^(e+15-127+...) leaves exactly
 // the bits float16 keeps, rounded by the FPU.
+// The float16 pattern in the low 16 bits of each 32-bit lane.
 template <class DF>
-HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
+HWY_INLINE auto Float16Bits(DF df, hn::VFromD<DF> v) {
   const hn::RebindToUnsigned<DF> du32;
   const hn::RebindToSigned<DF> di32;
-  const hn::Rebind<uint16_t, DF> du16;
-  const hn::Rebind<hwy::float16_t, DF> df16;
   const auto bits = hn::BitCast(du32, v);
   const auto sign = hn::ShiftRight<16>(hn::And(bits, hn::Set(du32, 0x80000000u)));
   // |v| * 2^112 * 2^-110: overflows to infinity exactly when float16 would.
@@ -80,8 +84,15 @@ HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
   const auto mantissa_bits = hn::And(aligned, hn::Set(du32, 0x0FFFu));
   auto result = hn::Add(exponent_bits, mantissa_bits);
   result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Set(du32, 0x7E00u), result);
-  result = hn::Or(result, sign);
-  return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, result)));
+  return hn::Or(result, sign);
+}
+
+template <class DF>
+HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
+  const hn::RebindToSigned<DF> di32;
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::Rebind<hwy::float16_t, DF> df16;
+  return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, Float16Bits(df, v))));
 }
 
 // ---------------------------------------------------------------- widening
@@ -96,11 +107,10 @@ inline constexpr bool kSoftwareFloat16 =
 // into float's position and multiplied by 2^112 (which rebiases the exponent
 // and turns float16 subnormals into the float normals they equal); exponent 31
 // becomes 255, keeping infinities and NaN payloads.
+// `bits`: float16 patterns in the low 16 bits of 32-bit lanes.
 template <class DF>
-HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RESTRICT p) {
+HWY_INLINE hn::VFromD<DF> Float16BitsToFloat(DF df, hn::VFromD<hn::RebindToUnsigned<DF>> bits) {
   const hn::RebindToUnsigned<DF> du32;
-  const hn::Rebind<uint16_t, DF> du16;
-  const auto bits = hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
   const auto sign = hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000u)));
   const auto moved = hn::ShiftLeft<13>(hn::And(bits, hn::Set(du32, 0x7FFFu)));
   const auto finite = hn::BitCast(du32, hn::Mul(hn::BitCast(df, moved), hn::Set(df, 0x1.0p112f)));
@@ -108,6 +118,28 @@ HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RE
   const auto special = hn::Or(moved, hn::Set(du32, 0x7F800000u));
   const auto magnitude = hn::IfThenElse(hn::Eq(exponent, hn::Set(du32, 0x7C00u)), special, finite);
   return hn::BitCast(df, hn::Or(magnitude, sign));
+}
+
+template <class DF>
+HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RESTRICT p) {
+  const hn::RebindToUnsigned<DF> du32;
+  const hn::Rebind<uint16_t, DF> du16;
+  return Float16BitsToFloat(df, hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p))));
+}
+
+// v rounded to the storage type T (round to nearest even, as StoreAs) and
+// widened back, without leaving the registers: Rounding::kBeforeWeight rounds
+// the normalized value to the data's dtype before the weight multiplies it.
+// The identity for float and double.
+template <typename T, class D>
+HWY_INLINE hn::VFromD<D> RoundThrough(D d, hn::VFromD<D> v) {
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    return hn::BitCast(d, hn::ShiftLeft<16>(BFloat16Bits(d, v)));
+  } else if constexpr (std::is_same_v<T, hwy::float16_t>) {
+    return Float16BitsToFloat(d, Float16Bits(d, v));
+  } else {
+    return v;
+  }
 }
 
 // ---------------------------------------------------------------- load/store

@@ -47,6 +47,13 @@ void store(DType dtype, void* base, int64_t i, Wide v) {
   }
 }
 
+// v rounded to dtype's values (round to nearest even) and widened back.
+Wide rounded_to(DType dtype, Wide v) {
+  unsigned char bits[sizeof(double)];
+  store(dtype, bits, 0, v);
+  return load(dtype, bits, 0);
+}
+
 bool row_finite(DType dtype, const void* row, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
     if (!std::isfinite(load(dtype, row, c))) return false;
@@ -109,6 +116,7 @@ void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, 
   void* y = row_pointer<char>(plan.y, row, plan.y_stride * static_cast<int64_t>(dtype_size(plan.dtype)));
   for (int64_t c = column_begin; c < column_end; ++c) {
     Wide v = (load(plan.dtype, source, c) - st.mean) / st.r;
+    if (plan.round_before_weight) v = rounded_to(plan.dtype, v);  // SPEC section 7's before_weight
     if (plan.weight) v *= load(plan.param_dtype, plan.weight, c);
     if (plan.bias) v += load(plan.param_dtype, plan.bias, c);
     store(plan.dtype, y, c, v);

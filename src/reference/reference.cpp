@@ -2,6 +2,8 @@
 // know what every other implementation computes.
 #include "rmsnorm/reference.hpp"
 
+#include "rmsnorm/scalar_types.hpp"
+
 #include <cmath>
 #include <limits>
 
@@ -9,6 +11,20 @@ namespace rmsnorm::reference {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double round_to_dtype(DType dtype, double v) {
+  switch (dtype) {
+    case DType::kBFloat16:
+      return bfloat16_to_float(double_to_bfloat16(v));
+    case DType::kFloat16:
+      return float16_to_float(double_to_float16(v));
+    case DType::kFloat32:
+      return static_cast<float>(v);
+    case DType::kFloat64:
+      return v;
+  }
+  return v;
+}
 
 bool all_finite(const Matrix& m, int64_t row, int64_t count) {
   for (int64_t c = 0; c < count; ++c) {
@@ -66,7 +82,11 @@ RowStatistics row_statistics(const NormOptions& options, const Matrix& x, int64_
 }  // namespace
 
 ForwardResult forward(const NormOptions& options, const Matrix& x, const std::vector<double>& weight,
-                      const std::vector<double>& bias) {
+                      const std::vector<double>& bias, DType data_dtype) {
+  // SPEC section 7: the gain is o + g; before_weight rounds (x - mean) / r to
+  // 16-bit data's dtype before the gain and bias apply.
+  const bool round_first = options.rounding == Rounding::kBeforeWeight &&
+                           (data_dtype == DType::kBFloat16 || data_dtype == DType::kFloat16);
   ForwardResult out;
   out.y = Matrix{x.rows, x.n, std::vector<double>(x.values.size())};
   out.inv_rms.resize(static_cast<size_t>(x.rows));
@@ -83,7 +103,8 @@ ForwardResult forward(const NormOptions& options, const Matrix& x, const std::ve
     out.mean[row] = static_cast<double>(st.mean);
     for (int64_t c = 0; c < x.n; ++c) {
       long double v = (x.at(row, c) - st.mean) / st.r;
-      if (!weight.empty()) v *= weight[c];
+      if (round_first) v = round_to_dtype(data_dtype, static_cast<double>(v));
+      if (!weight.empty()) v *= options.weight_offset + static_cast<long double>(weight[c]);
       if (!bias.empty()) v += bias[c];
       out.y.at(row, c) = static_cast<double>(v);
     }
@@ -114,7 +135,7 @@ BackwardResult backward(const NormOptions& options, const Matrix& x, const Matri
       continue;
     }
     const RowStatistics st = row_statistics(options, x, row);
-    for (int64_t c = 0; c < n; ++c) gy[c] = static_cast<long double>(dy.at(row, c)) * (weight.empty() ? 1.0 : weight[c]);
+    for (int64_t c = 0; c < n; ++c) gy[c] = static_cast<long double>(dy.at(row, c)) * (weight.empty() ? 1.0L : options.weight_offset + static_cast<long double>(weight[c]));
 
     if (options.kind == NormKind::kLayerNorm) {
       // dx_j = (1/r) * (gy_j - mean(gy) - xhat_j * mean(gy * xhat)), in long double
