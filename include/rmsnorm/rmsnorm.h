@@ -67,6 +67,17 @@ rmsnorm_status rmsnorm_backward(const rmsnorm_options* options, int64_t rows, in
                                 const void* saved_mean, void* dx, int64_t dx_stride, void* dweight,
                                 float* dbias);
 
+/* The fused residual form's backward (SPEC section 8): dh = norm_backward(dy) +
+ * dh_out (dh_out may be NULL), the gradient of both x and the residual, from
+ * h, the residual as rmsnorm_fused_add_forward left it. dh may alias dy or
+ * dh_out (same stride). dweight and dbias as in rmsnorm_backward. */
+rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_t rows, int64_t n,
+                                          rmsnorm_dtype dtype, const void* h, int64_t h_stride, const void* dy,
+                                          int64_t dy_stride, const void* dh_out, int64_t dh_out_stride,
+                                          const void* weight, rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                          const void* saved_mean, void* dh, int64_t dh_stride, void* dweight,
+                                          float* dbias);
+
 /* The message of the last error on this thread ("" if none). */
 const char* rmsnorm_last_error(void);
 

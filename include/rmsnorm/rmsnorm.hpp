@@ -147,6 +147,28 @@ struct BackwardArgs {
 // count matters).
 void backward(const NormOptions& options, const BackwardArgs& args);
 
+// The training form of fused_add_forward (SPEC section 8). Forward stored
+// h = round(residual + x) as the new residual and normalized it; backward
+// takes dy and dh_out, the gradient flowing into that residual from later
+// layers (optional), and writes
+//   dh = norm_backward(dy) + dh_out   (one rounding, in x's dtype),
+// which is the gradient of both x and the old residual. One pass reads h, dy
+// and dh_out and writes dh; dweight and dbias are as in backward().
+struct FusedAddBackwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  ConstMatrix h;          // the residual as forward left it (the norm's input)
+  ConstMatrix dy;         // gradient of y, h's dtype
+  ConstMatrix dh_out;     // optional (data null): gradient of the new residual, h's dtype
+  ConstVector weight;
+  ConstStatistics saved;  // from fused_add_forward; null members are recomputed from h
+  Matrix dh;              // h's dtype; may alias dy or dh_out (same stride)
+  Vector dweight;
+  Vector dbias;
+};
+
+void fused_add_backward(const NormOptions& options, const FusedAddBackwardArgs& args);
+
 // Thrown for every rejected argument; what() names the argument.
 class Error : public std::invalid_argument {
  public:

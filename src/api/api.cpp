@@ -199,17 +199,25 @@ cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddA
   return plan;
 }
 
-cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& a) {
+namespace {
+
+// What the caller calls x and dx (fused_add_backward: h and dh), for messages.
+struct BackwardNames {
+  const char* x;
+  const char* dx;
+};
+
+cpu::BackwardPlan backward_plan(const NormOptions& options, const BackwardArgs& a, const BackwardNames& names) {
   api::check_options(options);
   api::check_shape(a.rows, a.n);
   const int64_t rows = a.rows, n = a.n;
-  api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, rows, n);
+  api::check_matrix(names.x, a.x.data, a.x.dtype, a.x.row_stride, rows, n);
   api::check_matrix("dy", a.dy.data, a.dy.dtype, a.dy.row_stride, rows, n);
-  api::check_matrix("dx", a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n);
-  for (const auto& [name, dtype] : {std::pair{"dy", a.dy.dtype}, std::pair{"dx", a.dx.dtype}}) {
+  api::check_matrix(names.dx, a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n);
+  for (const auto& [name, dtype] : {std::pair{"dy", a.dy.dtype}, std::pair{names.dx, a.dx.dtype}}) {
     if (dtype != a.x.dtype) {
-      throw Error(std::string(name) + ".dtype: expected x's dtype (" + dtype_name(a.x.dtype) + "), got " +
-                  dtype_name(dtype));
+      throw Error(std::string(name) + ".dtype: expected " + names.x + "'s dtype (" + dtype_name(a.x.dtype) +
+                  "), got " + dtype_name(dtype));
     }
   }
   api::check_parameter("weight", a.weight, a.x.dtype);
@@ -224,18 +232,18 @@ cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardA
   if (a.dbias.data) {
     api::check_dtype(a.dbias.dtype, "dbias");
     if (a.dbias.dtype != DType::kFloat32 && a.dbias.dtype != a.x.dtype) {
-      throw Error(std::string("dbias.dtype: expected float32 or x's dtype (") + dtype_name(a.x.dtype) + "), got " +
-                  dtype_name(a.dbias.dtype));
+      throw Error(std::string("dbias.dtype: expected float32 or ") + names.x + "'s dtype (" +
+                  dtype_name(a.x.dtype) + "), got " + dtype_name(a.dbias.dtype));
     }
   }
   const DType stats_dtype = statistics_dtype(a.x.dtype);
   const std::vector<Region> inputs{
-      api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, rows, n),
+      api::matrix_region(names.x, a.x.data, a.x.dtype, a.x.row_stride, rows, n),
       api::matrix_region("dy", a.dy.data, a.dy.dtype, a.dy.row_stride, rows, n),
       api::vector_region("weight", a.weight.data, a.weight.dtype, n),
       api::vector_region("saved.inv_rms", a.saved.inv_rms, stats_dtype, rows),
       api::vector_region("saved.mean", a.saved.mean, stats_dtype, rows)};
-  const std::vector<Region> outputs{api::matrix_region("dx", a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n),
+  const std::vector<Region> outputs{api::matrix_region(names.dx, a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n),
                                     api::vector_region("dweight", a.dweight.data, a.dweight.dtype, n),
                                     api::vector_region("dbias", a.dbias.data, a.dbias.dtype, n)};
   for (size_t o = 0; o < outputs.size(); ++o) {
@@ -267,6 +275,42 @@ cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardA
   return plan;
 }
 
+}  // namespace
+
+cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& a) {
+  return backward_plan(options, a, {"x", "dx"});
+}
+
+cpu::BackwardPlan make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& a) {
+  BackwardArgs b;
+  b.rows = a.rows;
+  b.n = a.n;
+  b.x = a.h;
+  b.dy = a.dy;
+  b.weight = a.weight;
+  b.saved = a.saved;
+  b.dx = a.dh;
+  b.dweight = a.dweight;
+  b.dbias = a.dbias;
+  cpu::BackwardPlan plan = backward_plan(options, b, {"h", "dh"});
+  if (a.dh_out.data) {
+    api::check_matrix("dh_out", a.dh_out.data, a.dh_out.dtype, a.dh_out.row_stride, a.rows, a.n);
+    if (a.dh_out.dtype != a.h.dtype) {
+      throw Error(std::string("dh_out.dtype: expected h's dtype (") + dtype_name(a.h.dtype) + "), got " +
+                  dtype_name(a.dh_out.dtype));
+    }
+    const Region dh_out = api::matrix_region("dh_out", a.dh_out.data, a.dh_out.dtype, a.dh_out.row_stride, a.rows, a.n);
+    // dh may replace dh_out in place (it is read before dh is written); the
+    // other outputs must not touch it.
+    api::check_no_overlap(api::matrix_region("dh", a.dh.data, a.dh.dtype, a.dh.row_stride, a.rows, a.n), dh_out, true);
+    api::check_no_overlap(api::vector_region("dweight", a.dweight.data, a.dweight.dtype, a.n), dh_out, false);
+    api::check_no_overlap(api::vector_region("dbias", a.dbias.data, a.dbias.dtype, a.n), dh_out, false);
+    plan.dh_out = a.dh_out.data;
+    plan.dh_out_stride = a.dh_out.row_stride;
+  }
+  return plan;
+}
+
 }  // namespace api
 
 void forward(const NormOptions& options, const ForwardArgs& a) {
@@ -280,6 +324,11 @@ void fused_add_forward(const NormOptions& options, const FusedAddArgs& a) {
 void backward(const NormOptions& options, const BackwardArgs& a) {
   cpu::run_backward(api::make_backward_plan(options, a), cpu::threads_for(options.num_threads, a.rows, a.n),
                     a.dweight, a.dbias);
+}
+
+void fused_add_backward(const NormOptions& options, const FusedAddBackwardArgs& a) {
+  cpu::run_backward(api::make_fused_add_backward_plan(options, a),
+                    cpu::threads_for(options.num_threads, a.rows, a.n), a.dweight, a.dbias);
 }
 
 RuntimeInfo runtime_info() {

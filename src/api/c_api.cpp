@@ -179,6 +179,30 @@ rmsnorm_status rmsnorm_backward(const rmsnorm_options* options, int64_t rows, in
   });
 }
 
+rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_t rows, int64_t n,
+                                          rmsnorm_dtype data_dtype, const void* h, int64_t h_stride, const void* dy,
+                                          int64_t dy_stride, const void* dh_out, int64_t dh_out_stride,
+                                          const void* weight, rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                          const void* saved_mean, void* dh, int64_t dh_stride, void* dweight,
+                                          float* dbias) {
+  return guarded([&] {
+    const rmsnorm::BackwardArgs b = backward_args(rows, n, data_dtype, h, h_stride, dy, dy_stride, weight, param_dtype,
+                                         saved_inv_rms, saved_mean, dh, dh_stride, dweight, dbias);
+    rmsnorm::FusedAddBackwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.h = b.x;
+    a.dy = b.dy;
+    a.dh_out = {dh_out, b.x.dtype, dh_out_stride};
+    a.weight = b.weight;
+    a.saved = b.saved;
+    a.dh = b.dx;
+    a.dweight = b.dweight;
+    a.dbias = b.dbias;
+    rmsnorm::fused_add_backward(to_options(options), a);
+  });
+}
+
 const char* rmsnorm_last_error(void) { return g_last_error.c_str(); }
 
 const char* rmsnorm_version(void) { return RMSNORM_VERSION_STRING; }

@@ -12,5 +12,6 @@ cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs
 cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& args);
 // dweight/dbias outputs are not in the plan: the caller passes args.dweight / args.dbias on.
 cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& args);
+cpu::BackwardPlan make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& args);
 
 }  // namespace rmsnorm::api

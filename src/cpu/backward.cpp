@@ -91,10 +91,13 @@ GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
 // kStream: full vectors of dx go out with non-temporal stores (dx vector-aligned,
 // T the arithmetic type). dy is loaded before dx is stored: dx may be dy.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kStream = false>
-void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_RESTRICT dx, const TW* HWY_RESTRICT g,
-                  Arith<T>* HWY_RESTRICT chunk_dweight, Arith<T>* HWY_RESTRICT chunk_dbias, int64_t column,
-                  int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value) {
+// kAddGradient: dx += dh_out[i] before the one rounding (the fused residual
+// form, SPEC section 8); dh_out is loaded before dx is stored, so dx may be it.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kAddGradient,
+          bool kStream = false>
+void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh_out, T* HWY_RESTRICT dx,
+                  const TW* HWY_RESTRICT g, Arith<T>* HWY_RESTRICT chunk_dweight, Arith<T>* HWY_RESTRICT chunk_dbias,
+                  int64_t column, int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -109,7 +112,8 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
     auto xv = tail ? LoadTail(d, x + i, tail) : LoadAs(d, x + i);
     if constexpr (kCentered) xv = Center(xv, mean, mean_lo);
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
-    const auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
+    auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
+    if constexpr (kAddGradient) dxv = hn::Add(dxv, tail ? LoadTail(d, dh_out + i, tail) : LoadAs(d, dh_out + i));
     if (tail) {
       StoreTail(d, dxv, dx + i, tail);
     } else if constexpr (kStream && std::is_same_v<T, A>) {
@@ -148,8 +152,8 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, T* HWY_REST
 // dx[row, c0..c1) tile by tile (streamed when asked), split at k where the
 // statistic term stops. The same columns of the next row's x and dy (may be
 // null) are prefetched tile by tile.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate>
-void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kAddGradient>
+void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, const T* dh_out, T* dx, int64_t c0, int64_t c1,
                       const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc, const T* next_x,
                       const T* next_dy) {
   using A = Arith<T>;
@@ -171,32 +175,38 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, T* dx, int
     const double coef = c < p.norm.k ? grad.coef : 0.0;
     if (direct) {
       const int64_t head = ElementsToVectorBoundary(dx + c, end - c);
-      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, dx + c, g, chunk_dw, chunk_db, c, head, st,
-                                                           grad, coef);
-      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, true>(x + c + head, dy + c + head, dx + c + head, g,
-                                                                 chunk_dw, chunk_db, c + head, end - c - head, st,
-                                                                 grad, coef);
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out + c, dx + c, g,
+                                                                         chunk_dw, chunk_db, c, head, st, grad, coef);
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient, true>(
+          x + c + head, dy + c + head, dh_out + c + head, dx + c + head, g, chunk_dw, chunk_db, c + head,
+          end - c - head, st, grad, coef);
       c = end;
       continue;
     }
     T* out = p.stream_output ? tile : dx + c;
-    BackwardSpan<T, TW, kCentered, kWeight, kAccumulate>(x + c, dy + c, out, g, chunk_dw, chunk_db, c, end - c, st,
-                                                         grad, coef);
+    BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out + c, out, g, chunk_dw,
+                                                                       chunk_db, c, end - c, st, grad, coef);
     if (p.stream_output) StreamBytes(dx + c, tile, bytes);
     c = end;
   }
 }
 
+// Row `row`'s columns [c0, c1): its pointers, and the instantiation for the plan's flags.
 template <typename T, typename TW>
-void BackwardColumnsFor(const BackwardPlan& p, const T* x, const T* dy, T* dx, int64_t c0, int64_t c1,
-                        const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc,
-                        const T* next_x = nullptr, const T* next_dy = nullptr) {
+void BackwardColumnsFor(const BackwardPlan& p, int64_t row, int64_t c0, int64_t c1, const RowStatistics& st,
+                        const RowGradient& grad, GradAccumulator& acc, bool prefetch_next = false) {
+  const T* x = row_pointer<T>(p.x, row, p.x_stride);
+  const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
+  const T* dh_out = p.dh_out ? row_pointer<T>(p.dh_out, row, p.dh_out_stride) : nullptr;
+  T* dx = row_pointer<T>(p.dx, row, p.dx_stride);
+  const T* next_x = prefetch_next ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
+  const T* next_dy = prefetch_next ? row_pointer<T>(p.dy, row + 1, p.dy_stride) : nullptr;
   with_flags(
-      [&](auto centered, auto weight, auto accumulate) {
-        BackwardColumnsT<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(accumulate)>>(
-            p, x, dy, dx, c0, c1, st, grad, acc, next_x, next_dy);
+      [&](auto centered, auto weight, auto accumulate, auto add_gradient) {
+        BackwardColumnsT<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(accumulate)>,
+                         flag_v<decltype(add_gradient)>>(p, x, dy, dh_out, dx, c0, c1, st, grad, acc, next_x, next_dy);
       },
-      p.norm.centered, p.weight != nullptr, p.want_dweight || p.want_dbias);
+      p.norm.centered, p.weight != nullptr, p.want_dweight || p.want_dbias, dh_out != nullptr);
 }
 
 // The statistics backward uses: the saved ones when all that the norm needs
@@ -243,11 +253,7 @@ void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, Gr
     grad.fast = false;
     if (st.fast) grad = RowGradientOf<T, TW>(p, row, st);
     if (grad.fast && p.weight_in_range) {
-      const bool more = row + 1 < row_end;
-      BackwardColumnsFor<T, TW>(p, row_pointer<T>(p.x, row, p.x_stride), row_pointer<T>(p.dy, row, p.dy_stride),
-                                row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc,
-                                more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr,
-                                more ? row_pointer<T>(p.dy, row + 1, p.dy_stride) : nullptr);
+      BackwardColumnsFor<T, TW>(p, row, 0, n, st, grad, acc, /*prefetch_next=*/row + 1 < row_end);
     } else {
       slow_backward_row(p, row, 0, n, acc);
     }
@@ -287,10 +293,7 @@ RowStatistics BackwardRowStatisticsImpl(const BackwardPlan& p, int64_t row) {
 void BackwardColumnsImpl(const BackwardPlan& p, int64_t row, int64_t c0, int64_t c1, const RowStatistics& st,
                          const RowGradient& grad, GradAccumulator& acc) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
-    using T = decltype(t);
-    BackwardColumnsFor<T, decltype(tw)>(p, row_pointer<T>(p.x, row, p.x_stride),
-                                        row_pointer<T>(p.dy, row, p.dy_stride), row_pointer<T>(p.dx, row, p.dx_stride),
-                                        c0, c1, st, grad, acc);
+    BackwardColumnsFor<decltype(t), decltype(tw)>(p, row, c0, c1, st, grad, acc);
     if (p.stream_output) hwy::FlushStream();
   });
 }

@@ -67,6 +67,10 @@ struct BackwardPlan {
   int64_t dy_stride = 0;
   void* dx = nullptr;
   int64_t dx_stride = 0;
+  // The fused residual form's backward (SPEC section 8): dx = norm_backward(dy)
+  // + dh_out, one rounding; null when absent. dx may alias it exactly.
+  const void* dh_out = nullptr;
+  int64_t dh_out_stride = 0;
   const void* weight = nullptr;
   double weight_offset = 0.0;  // as in ForwardPlan; the gradient's gain is weight_offset + g
   const void* saved_inv_rms = nullptr;

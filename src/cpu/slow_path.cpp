@@ -130,6 +130,10 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
   const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
   void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
+  const void* dh_out = plan.dh_out ? row_pointer<char>(plan.dh_out, row, plan.dh_out_stride * esize) : nullptr;
+  // dx = norm_backward(dy) + dh_out, rounded once (SPEC section 8). dh_out is
+  // read before dx is written: dx may be dh_out.
+  auto store_dx = [&](int64_t c, Wide v) { store(plan.dtype, dx, c, dh_out ? v + load(plan.dtype, dh_out, c) : v); };
   const bool statistic_finite = row_finite(plan.dtype, x, statistic_count(p));
   const WideStatistics st = statistic_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
   auto gy = [&](int64_t c) {
@@ -152,7 +156,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   // reaches every dx of the row (the [j<k] terms by arithmetic; the others are
   // made NaN with them, as SPEC section 4 makes a poisoned row NaN).
   if (!statistic_finite || !row_finite(plan.dtype, x, p.n) || !row_finite(plan.dtype, dy, p.n)) {
-    for (int64_t c = column_begin; c < column_end; ++c) store(plan.dtype, dx, c, kNaN);
+    for (int64_t c = column_begin; c < column_end; ++c) store_dx(c, kNaN);
     return;
   }
   if (p.centered) {
@@ -164,7 +168,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
     const Wide mean_gy = sum_gy / p.n, mean_gy_xhat = sum_gy_xhat / p.n;
     for (int64_t c = column_begin; c < column_end; ++c) {
       const Wide xhat = (load(plan.dtype, x, c) - st.mean) / st.r;
-      store(plan.dtype, dx, c, (gy(c) - mean_gy - xhat * mean_gy_xhat) / st.r);
+      store_dx(c, (gy(c) - mean_gy - xhat * mean_gy_xhat) / st.r);
     }
     return;
   }
@@ -188,7 +192,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
     } else {
       v = gy(c) / st.r - (st.s == 0 ? 0 : xhat * D / (k * st.s));
     }
-    store(plan.dtype, dx, c, v);
+    store_dx(c, v);
   }
 }
 
