@@ -254,5 +254,28 @@ TEST(Conversions, ScalarRoundingIsCorrectlyRounded) {
   EXPECT_EQ(double_to_bfloat16(1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40)), 0x3F81);
 }
 
+// The one scalar store rounds long double values once: through the nearest
+// double first, 1 + 2^-24 + 2^-60 would land on float's tie and round to even
+// (down), where the value itself lies above the tie. Likewise for bf16/f16,
+// which the slow path's results used to reach through a double.
+TEST(ScalarStore, LongDoubleIsRoundedOnce) {
+  const long double tiny = std::ldexp(1.0L, -60);
+  struct Case {
+    DType dtype;
+    int bits;  // fraction bits of the format
+  };
+  for (const Case& k : {Case{DType::kFloat32, 23}, Case{DType::kBFloat16, 7}, Case{DType::kFloat16, 10}}) {
+    const long double half_ulp = std::ldexp(1.0L, -k.bits - 1);
+    EXPECT_EQ(rounded_to(k.dtype, 1 + half_ulp + tiny), static_cast<double>(1 + 2 * half_ulp)) << dtype_name(k.dtype);
+    EXPECT_EQ(rounded_to(k.dtype, 1 + half_ulp - tiny), 1.0) << dtype_name(k.dtype);
+    EXPECT_EQ(rounded_to(k.dtype, -(1 + half_ulp + tiny)), -static_cast<double>(1 + 2 * half_ulp)) << dtype_name(k.dtype);
+    EXPECT_EQ(rounded_to(k.dtype, 1 + half_ulp), 1.0) << "a true tie rounds to even, " << dtype_name(k.dtype);
+  }
+  EXPECT_EQ(round_to_odd(1.0L), 1.0);
+  EXPECT_TRUE(std::isnan(rounded_to(DType::kBFloat16, std::numeric_limits<long double>::quiet_NaN())));
+  EXPECT_EQ(rounded_to(DType::kFloat16, 65520.0L), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(rounded_to(DType::kFloat64, 1 + tiny / 2), 1.0);
+}
+
 }  // namespace
 }  // namespace rmsnorm::testing

@@ -46,36 +46,9 @@ std::mt19937_64& rng() {
   return engine;
 }
 
-double to_double(DType dtype, const void* base, int64_t i) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return static_cast<const float*>(base)[i];
-    case DType::kBFloat16:
-      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::kFloat16:
-      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::kFloat64:
-      return static_cast<const double*>(base)[i];
-  }
-  return NAN;
-}
+double to_double(DType dtype, const void* base, int64_t i) { return load_element(dtype, base, i); }
 
-static void store_double(DType dtype, void* base, int64_t i, double v) {
-  switch (dtype) {
-    case DType::kFloat32:
-      static_cast<float*>(base)[i] = static_cast<float>(v);
-      return;
-    case DType::kBFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(v);
-      return;
-    case DType::kFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_float16(v);
-      return;
-    case DType::kFloat64:
-      static_cast<double*>(base)[i] = v;
-      return;
-  }
-}
+static void store_double(DType dtype, void* base, int64_t i, double v) { store_element(dtype, base, i, v); }
 
 double TypedMatrix::get(int64_t r, int64_t c) const { return to_double(dtype, bytes.data(), r * stride + c); }
 void TypedMatrix::set(int64_t r, int64_t c, double v) { store_double(dtype, bytes.data(), r * stride + c, v); }

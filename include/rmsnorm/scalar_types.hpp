@@ -1,11 +1,16 @@
 // Scalar conversions between float/double and the 16-bit storage formats,
 // rounding to nearest, ties to even (the rounding SPEC section 4 measures
-// against). Header-only so that tests and users share exactly these.
+// against), and the one scalar load/store of an element of any DType. Header-
+// only so that the engine's slow path, the reference, the tests, the bench and
+// users share exactly these.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+
+#include "rmsnorm/rmsnorm.hpp"
 
 namespace rmsnorm {
 
@@ -76,6 +81,62 @@ inline uint16_t double_to_bfloat16(double d) {
     return static_cast<uint16_t>(float_rounded_up ? (u >> 16) : (u >> 16) + 1u);
   }
   return float_to_bfloat16(nearest);
+}
+
+// long double -> double, rounded to odd: v itself when it is a double, else
+// whichever of its two double neighbours has an odd last bit. Rounding that
+// once more, to nearest even, into a format at least two bits narrower (float,
+// bfloat16, float16) gives v correctly rounded; rounding v to nearest double
+// first could round twice (a double that lands exactly on a tie).
+inline double round_to_odd(long double v) {
+  const double nearest = static_cast<double>(v);
+  if (static_cast<long double>(nearest) == v || !std::isfinite(nearest)) return nearest;
+  uint64_t bits;
+  std::memcpy(&bits, &nearest, sizeof bits);
+  if (bits & 1u) return nearest;
+  return std::nextafter(nearest, v > nearest ? std::numeric_limits<double>::infinity()
+                                             : -std::numeric_limits<double>::infinity());
+}
+
+// Element i of an array of `dtype`, as a double: exact for every dtype.
+inline double load_element(DType dtype, const void* base, int64_t i) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return static_cast<const float*>(base)[i];
+    case DType::kBFloat16:
+      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat16:
+      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
+    case DType::kFloat64:
+      return static_cast<const double*>(base)[i];
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// v rounded once, to nearest even, into element i of an array of `dtype`
+// (from long double too: see round_to_odd).
+inline void store_element(DType dtype, void* base, int64_t i, long double v) {
+  switch (dtype) {
+    case DType::kFloat32:
+      static_cast<float*>(base)[i] = static_cast<float>(round_to_odd(v));
+      return;
+    case DType::kBFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(round_to_odd(v));
+      return;
+    case DType::kFloat16:
+      static_cast<uint16_t*>(base)[i] = double_to_float16(round_to_odd(v));
+      return;
+    case DType::kFloat64:
+      static_cast<double*>(base)[i] = static_cast<double>(v);
+      return;
+  }
+}
+
+// v rounded to `dtype`'s values, as a double.
+inline double rounded_to(DType dtype, long double v) {
+  unsigned char element[sizeof(double)];
+  store_element(dtype, element, 0, v);
+  return load_element(dtype, element, 0);
 }
 
 }  // namespace rmsnorm

@@ -166,23 +166,7 @@ Parameters with_offset_folded(DType data_dtype, DType param_dtype, const void* w
 }
 
 void write_vector(const Vector& out, const double* values, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    const double v = values[c];
-    switch (out.dtype) {
-      case DType::kFloat32:
-        static_cast<float*>(out.data)[c] = static_cast<float>(v);
-        break;
-      case DType::kBFloat16:
-        static_cast<uint16_t*>(out.data)[c] = double_to_bfloat16(v);
-        break;
-      case DType::kFloat16:
-        static_cast<uint16_t*>(out.data)[c] = double_to_float16(v);
-        break;
-      case DType::kFloat64:
-        static_cast<double*>(out.data)[c] = v;
-        break;
-    }
-  }
+  for (int64_t c = 0; c < n; ++c) store_element(out.dtype, out.data, c, values[c]);
 }
 
 }  // namespace

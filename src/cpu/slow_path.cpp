@@ -16,43 +16,10 @@ namespace {
 using Wide = long double;
 constexpr Wide kNaN = std::numeric_limits<Wide>::quiet_NaN();
 
-Wide load(DType dtype, const void* base, int64_t i) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return static_cast<const float*>(base)[i];
-    case DType::kBFloat16:
-      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::kFloat16:
-      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::kFloat64:
-      return static_cast<const double*>(base)[i];
-  }
-  return kNaN;
-}
-
-void store(DType dtype, void* base, int64_t i, Wide v) {
-  switch (dtype) {
-    case DType::kFloat32:
-      static_cast<float*>(base)[i] = static_cast<float>(v);
-      return;
-    case DType::kBFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(static_cast<double>(v));
-      return;
-    case DType::kFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_float16(static_cast<double>(v));
-      return;
-    case DType::kFloat64:
-      static_cast<double*>(base)[i] = static_cast<double>(v);
-      return;
-  }
-}
-
-// v rounded to dtype's values (round to nearest even) and widened back.
-Wide rounded_to(DType dtype, Wide v) {
-  unsigned char bits[sizeof(double)];
-  store(dtype, bits, 0, v);
-  return load(dtype, bits, 0);
-}
+// The one scalar load and store of every dtype (rmsnorm/scalar_types.hpp):
+// loads are exact, stores round once from long double.
+Wide load(DType dtype, const void* base, int64_t i) { return load_element(dtype, base, i); }
+void store(DType dtype, void* base, int64_t i, Wide v) { store_element(dtype, base, i, v); }
 
 bool row_finite(DType dtype, const void* row, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {

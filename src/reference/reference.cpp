@@ -12,19 +12,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-double round_to_dtype(DType dtype, double v) {
-  switch (dtype) {
-    case DType::kBFloat16:
-      return bfloat16_to_float(double_to_bfloat16(v));
-    case DType::kFloat16:
-      return float16_to_float(double_to_float16(v));
-    case DType::kFloat32:
-      return static_cast<float>(v);
-    case DType::kFloat64:
-      return v;
-  }
-  return v;
-}
 
 bool all_finite(const Matrix& m, int64_t row, int64_t count) {
   for (int64_t c = 0; c < count; ++c) {
@@ -103,7 +90,7 @@ ForwardResult forward(const NormOptions& options, const Matrix& x, const std::ve
     out.mean[row] = static_cast<double>(st.mean);
     for (int64_t c = 0; c < x.n; ++c) {
       long double v = (x.at(row, c) - st.mean) / st.r;
-      if (round_first) v = round_to_dtype(data_dtype, static_cast<double>(v));
+      if (round_first) v = rounded_to(data_dtype, v);
       if (!weight.empty()) v *= options.weight_offset + static_cast<long double>(weight[c]);
       if (!bias.empty()) v += bias[c];
       out.y.at(row, c) = static_cast<double>(v);

@@ -50,36 +50,11 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 }
 
 double element(DType dtype, const void* base, int64_t n, int64_t row, int64_t c) {
-  const int64_t i = row * n + c;
-  switch (dtype) {
-    case DType::kFloat32:
-      return static_cast<const float*>(base)[i];
-    case DType::kFloat64:
-      return static_cast<const double*>(base)[i];
-    case DType::kBFloat16:
-      return bfloat16_to_float(static_cast<const uint16_t*>(base)[i]);
-    case DType::kFloat16:
-      return float16_to_float(static_cast<const uint16_t*>(base)[i]);
-  }
-  return 0.0;
+  return load_element(dtype, base, row * n + c);
 }
 
 void set_element(DType dtype, void* base, int64_t n, int64_t row, int64_t c, double value) {
-  const int64_t i = row * n + c;
-  switch (dtype) {
-    case DType::kFloat32:
-      static_cast<float*>(base)[i] = static_cast<float>(value);
-      break;
-    case DType::kFloat64:
-      static_cast<double*>(base)[i] = value;
-      break;
-    case DType::kBFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_bfloat16(value);
-      break;
-    case DType::kFloat16:
-      static_cast<uint16_t*>(base)[i] = double_to_float16(value);
-      break;
-  }
+  store_element(dtype, base, row * n + c, value);
 }
 
 Workspace::Workspace(const Problem& p) : problem(p) {
@@ -88,12 +63,12 @@ Workspace::Workspace(const Problem& p) : problem(p) {
   x = Buffer(bytes);
   y = Buffer(bytes);
   const bool backward = p.direction == Direction::kForwardBackward;
+  residual = Buffer(bytes);
+  residual_initial = Buffer(bytes);
   if (backward) {
     dy = Buffer(bytes);
     dx = Buffer(bytes);
-  } else {
-    residual = Buffer(bytes);
-    residual_initial = Buffer(bytes);
+    dh_out = Buffer(bytes);
   }
   // Fixed seed: every implementation and every run sees the same inputs.
   std::mt19937_64 rng(20191208);
@@ -104,10 +79,13 @@ Workspace::Workspace(const Problem& p) : problem(p) {
       if (backward) set_element(p.dtype, dy.data(), n, r, c, normal(rng));
     }
   }
-  if (!backward) {
+  // After x and dy, so that their values do not depend on the direction.
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < n; ++c) set_element(p.dtype, residual_initial.data(), n, r, c, normal(rng));
+  reset_residual();
+  if (backward) {
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < n; ++c) set_element(p.dtype, residual_initial.data(), n, r, c, normal(rng));
-    reset_residual();
+      for (int64_t c = 0; c < n; ++c) set_element(p.dtype, dh_out.data(), n, r, c, normal(rng));
   }
   std::memset(y.data(), 0, bytes);
   if (backward) std::memset(dx.data(), 0, bytes);

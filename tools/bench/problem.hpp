@@ -56,6 +56,7 @@ class Buffer {
 struct Workspace {
   Problem problem;
   Buffer x, dy, residual, residual_initial;  // data dtype
+  Buffer dh_out;                              // forward+backward: the fused residual's incoming gradient
   Buffer y, dx;                               // data dtype
   std::vector<float> weight, bias, dweight, dbias;
   std::vector<float> saved_inv_rms, saved_mean;  // statistics dtype is float32 except for f64

@@ -107,7 +107,11 @@ Verification verify(const Implementation& impl, Workspace& ws) {
     reference::Matrix dy{x.rows, n, std::vector<double>(x.values.size())};
     for (size_t i = 0; i < rows.size(); ++i)
       for (int64_t c = 0; c < n; ++c) dy.at(static_cast<int64_t>(i), c) = element(p.dtype, ws.dy.data(), n, rows[i], c);
-    const reference::BackwardResult bw = reference::backward(math.options, x, dy, weight);
+    reference::BackwardResult bw = reference::backward(math.options, x, dy, weight);
+    if (math.fused_residual) {  // dh = norm_backward(dy) + dh_out (SPEC section 8)
+      for (size_t i = 0; i < rows.size(); ++i)
+        for (int64_t c = 0; c < n; ++c) bw.dx.at(static_cast<int64_t>(i), c) += element(p.dtype, ws.dh_out.data(), n, rows[i], c);
+    }
     v.dx_error = relative_error(got.dx, bw.dx.values);
     ok = ok && v.dx_error <= v.tolerance;
     if (all_rows && math.weight) {
