@@ -39,6 +39,9 @@ int fuzz_fused_add(int kind, int placement, double eps, double p, int threads, d
 int fuzz_backward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                   const void* x, int64_t stride, const void* dy, const void* weight, int param_dtype, void* dx,
                   void* dweight, float* dbias);
+int fuzz_fused_add_backward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows,
+                            int64_t n, int dtype, const void* h, int64_t stride, const void* dy, const void* dh_out,
+                            const void* weight, int param_dtype, void* dh, void* dweight, float* dbias);
 }
 
 namespace {
@@ -249,6 +252,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t offset_choice = in.byte();
   const double offset_table[] = {0.0, 0.0, 1.0, -0.5};
   const double offset = offset_choice >= 0xF8 ? in.raw<double>() : offset_table[offset_choice % 4];
+  // Backward with flag 64 is the fused residual form's (SPEC section 8): dx is
+  // norm_backward(dy) + dh_out, read from here on (zeros past the end).
+  const bool fused_backward = op == 2 && (flags & 64);
+  const std::vector<unsigned char> dh_out = fill(in, storage, fused_backward ? elements : 0, raw_bits);
   std::vector<unsigned char> y(x.size(), 0xA5), dweight(weight.size() + 8, 0xA5), dbias(vector_length * 4 + 8, 0xA5);
   std::vector<unsigned char> inv_rms(8 * 8, 0xA5), mean(8 * 8, 0xA5);
   const std::vector<unsigned char> x_before = x, other_before = other;
@@ -263,6 +270,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (op == 1) {
     status = fuzz_fused_add(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride, other.data(), y.data(),
                             weight_present ? weight.data() : nullptr, bias_present ? bias.data() : nullptr, param_dtype);
+  } else if (fused_backward) {
+    status = fuzz_fused_add_backward(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride,
+                                     other.data(), dh_out.data(), weight_present ? weight.data() : nullptr,
+                                     param_dtype, y.data(), weight_present ? dweight.data() : nullptr,
+                                     reinterpret_cast<float*>(dbias.data()));
   } else {
     status = fuzz_backward(kind, placement, eps, p, threads, offset, rows, n, dtype, x.data(), stride, other.data(),
                            weight_present ? weight.data() : nullptr, param_dtype, y.data(),
@@ -291,8 +303,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.weight_offset = offset;
   const DType dt = static_cast<DType>(dtype);
   const std::vector<double> w = as_vector(param_dtype, weight, n, weight_present);
-  std::vector<double> gain = w;  // offset + g: what scales each element
-  for (double& g : gain) g += offset;
+  // The gain offset + g is itself a sum, formed in float32 for all but float64
+  // data (SPEC section 7): its error is measured against |offset| + |g|, its
+  // terms, as SPEC section 4 measures every cancelling sum (an offset of
+  // -1.24e37 against a weight of about +1.24e37 leaves a gain far smaller than
+  // float32's rounding of the offset alone).
+  std::vector<double> gain_terms = w;
+  for (double& g : gain_terms) g = std::fabs(offset) + std::fabs(g);
   const std::vector<double> b = as_vector(param_dtype, bias, n, bias_present);
   TypedMatrix xm = as_matrix(dtype, x_before, rows, n, stride);
   if (op == 1) {
@@ -314,7 +331,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   g_case = "op " + std::to_string(op) + " kind " + std::to_string(kind) + " placement " + std::to_string(placement) +
            " dtype " + std::to_string(dtype) + " param " + std::to_string(param_dtype) + " rows " + std::to_string(rows) +
            " n " + std::to_string(n) + " eps " + std::to_string(eps) + " p " + std::to_string(p) + " weight " +
-           std::to_string(weight_present) + " bias " + std::to_string(bias_present) + " weight_offset " + std::to_string(offset);
+           std::to_string(weight_present) + " bias " + std::to_string(bias_present) + " weight_offset " + std::to_string(offset) + (fused_backward ? " fused backward" : "");
   for (int64_t r = 0; r < rows; ++r) g_case += "\n  x[" + std::to_string(r) + "] = " + values_of(xv, r);
   if (!w.empty()) g_case += "\n  weight = " + values_of(rmsnorm::reference::Matrix{1, n, w}, 0);
   if (!b.empty()) g_case += "\n  bias = " + values_of(rmsnorm::reference::Matrix{1, n, b}, 0);
@@ -328,7 +345,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // like 1e4 + N(0, 1) the engine does better, which
         // tests/reliability_test.cpp holds it to).
         const double x_terms = (std::fabs(xv.at(r, c)) + mean_terms(kind, xv, r)) * want.inv_rms[r];
-        const double terms = x_terms * (gain.empty() ? 1.0 : std::fabs(gain[c]));
+        const double terms = x_terms * (gain_terms.empty() ? 1.0 : gain_terms[c]);
         magnitude.at(r, c) = terms + (b.empty() ? 0.0 : std::fabs(b[c]));
       }
     check_rows("y", as_matrix(dtype, in_place && op == 0 ? x : y, rows, n, stride), want.y, magnitude);
@@ -345,10 +362,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int64_t c = 0; c < n; ++c) x_terms.at(r, c) = std::fabs(xv.at(r, c)) + mean_terms(kind, xv, r);
     unshifted.mean[r] = 0.0;
   }
-  check_rows("dx", as_matrix(dtype, y, rows, n, stride), want.dx,
-             rmsnorm::testing::gradient_magnitude(x_terms, dyv, gain, unshifted));
+  rmsnorm::reference::Matrix dx_want = want.dx;
+  rmsnorm::reference::Matrix dx_terms = rmsnorm::testing::gradient_magnitude(x_terms, dyv, gain_terms, unshifted);
+  if (fused_backward) {  // dh = dx + dh_out: one more term
+    const rmsnorm::reference::Matrix dh_out_values = as_matrix(dtype, dh_out, rows, n, stride).values();
+    for (int64_t r = 0; r < rows; ++r) {
+      g_case += "\n  dh_out[" + std::to_string(r) + "] = " + values_of(dh_out_values, r);
+      for (int64_t c = 0; c < n; ++c) {
+        dx_want.at(r, c) += dh_out_values.at(r, c);
+        dx_terms.at(r, c) += std::fabs(dh_out_values.at(r, c));
+      }
+    }
+  }
+  check_rows(fused_backward ? "dh" : "dx", as_matrix(dtype, y, rows, n, stride), dx_want, dx_terms);
   // The parameter gradients of rows that are all finite and representable.
-  if (all_finite(xv.values) && all_finite(dyv.values) && all_finite(gain) && all_finite(want.dbias) &&
+  if (all_finite(xv.values) && all_finite(dyv.values) && all_finite(gain_terms) && all_finite(want.dbias) &&
       all_finite(want.dweight)) {
     bool representable = true;
     for (double v : want.dweight) representable = representable && (v == 0 || std::fabs(v) >= smallest_normal(static_cast<DType>(param_dtype)));

@@ -37,3 +37,11 @@ int fuzz_backward(int kind, int placement, double eps, double p, int threads, do
   return (int)rmsnorm_backward(&o, rows, n, (rmsnorm_dtype)dtype, x, stride, dy, stride, weight,
                                (rmsnorm_dtype)param_dtype, 0, 0, dx, stride, dweight, dbias);
 }
+
+int fuzz_fused_add_backward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows,
+                            int64_t n, int dtype, const void* h, int64_t stride, const void* dy, const void* dh_out,
+                            const void* weight, int param_dtype, void* dh, void* dweight, float* dbias) {
+  rmsnorm_options o = options_of(kind, placement, eps, p, threads, offset);
+  return (int)rmsnorm_fused_add_backward(&o, rows, n, (rmsnorm_dtype)dtype, h, stride, dy, stride, dh_out, stride,
+                                         weight, (rmsnorm_dtype)param_dtype, 0, 0, dh, stride, dweight, dbias);
+}

@@ -145,7 +145,7 @@ class EmulatedBackend : public Backend {
     run(api::make_fused_add_plan(o, a));
   }
   void backward(const NormOptions& o, const BackwardArgs& a) override {
-    const cpu::BackwardPlan plan = api::make_backward_plan(o, a);
+    const calls::BackwardCall plan = api::make_backward_plan(o, a);
     const int64_t n = plan.norm.n;
     cuda::detail::with_backward_program(plan, [&](auto params, const Geometry& g, auto vec, auto packs) {
       using Params = decltype(params);
@@ -178,7 +178,7 @@ class EmulatedBackend : public Backend {
   }
 
  private:
-  static void run(const cpu::ForwardPlan& plan) {
+  static void run(const calls::ForwardCall& plan) {
     cuda::detail::with_forward_program(plan, [&](const auto& params, const Geometry& g, auto vec, auto packs) {
       using Params = std::decay_t<decltype(params)>;
       using T = typename Params::Storage;

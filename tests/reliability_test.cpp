@@ -326,6 +326,33 @@ TEST_P(EveryTarget, IntermediatesStayInRange) {
   }
 }
 
+// The float64 analogue (fuzzer): x = [1.47e-312, 0, ..., 0], eps 1e-20. The
+// mean, x0 / 38, lies on double's subnormal grid, where its division rounds by
+// half a subnormal step that no hi + lo pair records, so mean.lo = 0 looked
+// exact, and the row took the fast path with x - mean off by 2^-38 relative.
+TEST_P(EveryTarget, Float64LayerNormOfASubnormalRowWithEps) {
+  NormOptions o = layer_norm();
+  o.eps = 1e-20;
+  // Several subnormals: for one in 38 the division happens to be exact.
+  for (int k = 0; k < 8; ++k) {
+    std::vector<double> values(38, 0.0);
+    values[0] = std::ldexp(297653191.0 + k, -1074);  // about 1.47e-312
+    const TypedMatrix x = matrix_of(DType::kFloat64, 1, 38, values);
+    double inv_rms = 0, mean = 0;
+    const TypedMatrix y = forward_of(o, x, empty_vector(DType::kFloat64), &inv_rms, &mean);
+    const reference::Matrix want = reference::forward(o, x.values(), {}, {}).y;
+    ASSERT_EQ(compare_rows(y, want), "") << "x[0] = " << values[0];
+    // Backward, recomputing the statistics and from the saved ones.
+    const TypedMatrix dy = random_matrix(DType::kFloat64, 1, 38, 38);
+    const TypedVector weight = random_vector(DType::kFloat64, 38, 1.0, 0.5);
+    for (bool saved : {false, true}) {
+      const Gradients g = backward_of(o, x, dy, weight, saved ? &inv_rms : nullptr, saved ? &mean : nullptr);
+      ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "")
+          << "x[0] = " << values[0] << (saved ? ", saved statistics" : ", recomputed statistics");
+    }
+  }
+}
+
 // dweight with a zero weight and a huge dy (fuzzer, fuzz/corpus/regression-
 // dweight-zero-weight-huge-dy): gy = dy * g is 0, so the fast path's bound on
 // sum |gy| said nothing about dy, and each row's term dy * x / r = +-9e40

@@ -17,8 +17,8 @@ namespace {
 
 using api::Region;
 
-cpu::NormParams norm_params(const NormOptions& o, int64_t n) {
-  cpu::NormParams p;
+calls::NormParams norm_params(const NormOptions& o, int64_t n) {
+  calls::NormParams p;
   p.centered = o.kind == NormKind::kLayerNorm;
   p.eps_outside = o.eps_placement == EpsPlacement::kOutside;
   p.eps = o.eps;
@@ -59,12 +59,8 @@ void check_weight_offset(const NormOptions& options, const ConstVector& weight, 
   }
 }
 
-bool stream_outputs(int64_t rows, int64_t n, DType dtype) {
-  return static_cast<long double>(rows) * n * dtype_size(dtype) > cpu::stream_threshold_bytes();
-}
-
 // The checks and plan shared by forward and fused_add_forward.
-cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t n, const ConstMatrix& x,
+calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_t n, const ConstMatrix& x,
                               const Matrix& y, const ConstVector& weight, const ConstVector& bias,
                               const Statistics& saved, std::vector<Region>& inputs) {
   api::check_options(options);
@@ -92,7 +88,7 @@ cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t 
   api::check_no_overlap(mean, y_region, false);
   api::check_no_overlap(inv_rms, mean, false);
 
-  cpu::ForwardPlan plan;
+  calls::ForwardCall plan;
   plan.norm = norm_params(options, n);
   plan.rows = rows;
   plan.dtype = x.dtype;
@@ -107,7 +103,6 @@ cpu::ForwardPlan forward_plan(const NormOptions& options, int64_t rows, int64_t 
   plan.round_before_weight = options.rounding == Rounding::kBeforeWeight && is_sixteen_bit(x.dtype);
   plan.saved_inv_rms = saved.inv_rms;
   plan.saved_mean = saved.mean;
-  plan.stream_output = stream_outputs(rows, n, x.dtype);
   return plan;
 }
 
@@ -170,7 +165,7 @@ DType parse_dtype(const std::string& name) {
 
 namespace api {
 
-cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs& a) {
+calls::ForwardCall make_forward_plan(const NormOptions& options, const ForwardArgs& a) {
   // Shape and extent first: a region's byte counts are products that must not overflow.
   api::check_shape(a.rows, a.n);
   api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n);
@@ -178,7 +173,7 @@ cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs
   return forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
 }
 
-cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& a) {
+calls::ForwardCall make_fused_add_plan(const NormOptions& options, const FusedAddArgs& a) {
   api::check_shape(a.rows, a.n);
   api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n);
   api::check_matrix("residual", a.residual.data, a.residual.dtype, a.residual.row_stride, a.rows, a.n);
@@ -189,7 +184,7 @@ cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddA
   const Region residual =
       api::matrix_region("residual", a.residual.data, a.residual.dtype, a.residual.row_stride, a.rows, a.n);
   std::vector<Region> inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n), residual};
-  cpu::ForwardPlan plan = forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
+  calls::ForwardCall plan = forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
   // The residual is written: it must not share memory with x or the parameters.
   api::check_no_overlap(residual, inputs[0], false);
   api::check_no_overlap(residual, inputs[2], false);
@@ -207,7 +202,7 @@ struct BackwardNames {
   const char* dx;
 };
 
-cpu::BackwardPlan backward_plan(const NormOptions& options, const BackwardArgs& a, const BackwardNames& names) {
+calls::BackwardCall backward_plan(const NormOptions& options, const BackwardArgs& a, const BackwardNames& names) {
   api::check_options(options);
   api::check_shape(a.rows, a.n);
   const int64_t rows = a.rows, n = a.n;
@@ -254,7 +249,7 @@ cpu::BackwardPlan backward_plan(const NormOptions& options, const BackwardArgs& 
     for (size_t other = o + 1; other < outputs.size(); ++other) api::check_no_overlap(outputs[o], outputs[other], false);
   }
 
-  cpu::BackwardPlan plan;
+  calls::BackwardCall plan;
   plan.norm = norm_params(options, n);
   plan.rows = rows;
   plan.dtype = a.x.dtype;
@@ -271,17 +266,16 @@ cpu::BackwardPlan backward_plan(const NormOptions& options, const BackwardArgs& 
   plan.saved_mean = a.saved.mean;
   plan.want_dweight = a.dweight.data != nullptr;
   plan.want_dbias = a.dbias.data != nullptr;
-  plan.stream_output = stream_outputs(rows, n, a.x.dtype);
   return plan;
 }
 
 }  // namespace
 
-cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& a) {
+calls::BackwardCall make_backward_plan(const NormOptions& options, const BackwardArgs& a) {
   return backward_plan(options, a, {"x", "dx"});
 }
 
-cpu::BackwardPlan make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& a) {
+calls::BackwardCall make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& a) {
   BackwardArgs b;
   b.rows = a.rows;
   b.n = a.n;
@@ -292,7 +286,7 @@ cpu::BackwardPlan make_fused_add_backward_plan(const NormOptions& options, const
   b.dx = a.dh;
   b.dweight = a.dweight;
   b.dbias = a.dbias;
-  cpu::BackwardPlan plan = backward_plan(options, b, {"h", "dh"});
+  calls::BackwardCall plan = backward_plan(options, b, {"h", "dh"});
   if (a.dh_out.data) {
     api::check_matrix("dh_out", a.dh_out.data, a.dh_out.dtype, a.dh_out.row_stride, a.rows, a.n);
     if (a.dh_out.dtype != a.h.dtype) {

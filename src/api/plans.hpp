@@ -4,14 +4,14 @@
 #pragma once
 
 #include "rmsnorm/rmsnorm.hpp"
-#include "src/cpu/plan.hpp"
+#include "src/calls/calls.hpp"
 
 namespace rmsnorm::api {
 
-cpu::ForwardPlan make_forward_plan(const NormOptions& options, const ForwardArgs& args);
-cpu::ForwardPlan make_fused_add_plan(const NormOptions& options, const FusedAddArgs& args);
+calls::ForwardCall make_forward_plan(const NormOptions& options, const ForwardArgs& args);
+calls::ForwardCall make_fused_add_plan(const NormOptions& options, const FusedAddArgs& args);
 // dweight/dbias outputs are not in the plan: the caller passes args.dweight / args.dbias on.
-cpu::BackwardPlan make_backward_plan(const NormOptions& options, const BackwardArgs& args);
-cpu::BackwardPlan make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& args);
+calls::BackwardCall make_backward_plan(const NormOptions& options, const BackwardArgs& args);
+calls::BackwardCall make_fused_add_backward_plan(const NormOptions& options, const FusedAddBackwardArgs& args);
 
 }  // namespace rmsnorm::api

@@ -211,10 +211,18 @@ int threads_for(int requested, int64_t rows, int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(wanted, by_work)));
 }
 
-void run_forward(const ForwardPlan& call_plan, int threads) {
-  const int64_t rows = call_plan.rows, n = call_plan.norm.n;
+namespace {
+bool stream_outputs(int64_t rows, int64_t n, DType dtype) {
+  return static_cast<long double>(rows) * n * dtype_size(dtype) > stream_threshold_bytes();
+}
+}  // namespace
+
+void run_forward(const calls::ForwardCall& call, int threads) {
+  const int64_t rows = call.rows, n = call.norm.n;
   if (rows == 0) return;
-  ForwardPlan plan = call_plan;
+  ForwardPlan plan;
+  static_cast<calls::ForwardCall&>(plan) = call;
+  plan.stream_output = stream_outputs(rows, n, plan.dtype);
   plan.simd_index = dispatch_index();
   const Parameters parameters =
       with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, plan.bias, plan.weight_offset, n);
@@ -249,9 +257,11 @@ void run_forward(const ForwardPlan& call_plan, int threads) {
   }
 }
 
-void run_backward(const BackwardPlan& call_plan, int threads, const Vector& dweight, const Vector& dbias) {
-  const int64_t rows = call_plan.rows, n = call_plan.norm.n;
-  BackwardPlan plan = call_plan;
+void run_backward(const calls::BackwardCall& call, int threads, const Vector& dweight, const Vector& dbias) {
+  const int64_t rows = call.rows, n = call.norm.n;
+  BackwardPlan plan;
+  static_cast<calls::BackwardCall&>(plan) = call;
+  plan.stream_output = stream_outputs(rows, n, plan.dtype);
   plan.simd_index = dispatch_index();
   if (rows > 0) {
     const Parameters parameters =

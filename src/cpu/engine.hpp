@@ -22,9 +22,11 @@ int64_t stream_threshold_bytes();
 // streaming paths on small inputs); a negative value restores the default.
 void set_stream_threshold_override(int64_t bytes);
 
-void run_forward(const ForwardPlan& plan, int threads);
+// Runs a validated call: the engine decides the rest of the plan (streaming,
+// the parameters' range, the SIMD target) first.
+void run_forward(const calls::ForwardCall& call, int threads);
 // Writes dweight / dbias (when their data is non-null) after dx.
-void run_backward(const BackwardPlan& plan, int threads, const Vector& dweight, const Vector& dbias);
+void run_backward(const calls::BackwardCall& call, int threads, const Vector& dweight, const Vector& dbias);
 
 // SIMD targets (src/cpu/targets.cpp).
 std::string active_target_name();

@@ -134,7 +134,14 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
   // exact in the arithmetic type: the mean's low part then lies below the
   // type's subnormal grid, and x - mean loses its relative accuracy (found by
   // the fuzzer: x = [3.9e-41, 0, 0]). All-equal rows (zeros) keep the fast path.
-  const bool exact_mean = mean.lo == 0.0 && (double_arithmetic || static_cast<double>(static_cast<float>(mean.hi)) == mean.hi);
+  // For double arithmetic the same happens on double's own subnormal grid, and
+  // there mean.lo cannot show it: the division deviations / n rounds by up to
+  // half a subnormal step that no hi + lo records (fuzzer: x = [1.47e-312, 0,
+  // ..., 0], eps 1e-20). That matters only for a spread near that grid, where
+  // the sum of squares is below DBL_MIN; a zero mean is exact.
+  const bool exact_mean =
+      mean.lo == 0.0 && (double_arithmetic ? mean.hi == 0.0 || sum_squares >= std::numeric_limits<double>::min()
+                                           : static_cast<double>(static_cast<float>(mean.hi)) == mean.hi);
   const bool tiny = sum_squares < range.tiny_sum &&
                     (p.eps < range.tiny_eps || p.eps_outside || (p.centered && !exact_mean));
   st.fast = std::isfinite(sum_squares) && std::isfinite(mean.hi) && std::isfinite(mean.lo) &&

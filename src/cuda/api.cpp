@@ -73,7 +73,7 @@ void require_cuda_variants(double weight_offset, bool round_before_weight) {
 }
 
 void forward(const NormOptions& options, const ForwardArgs& a, Stream stream) {
-  const cpu::ForwardPlan plan = api::make_forward_plan(options, a);
+  const calls::ForwardCall plan = api::make_forward_plan(options, a);
   require_cuda_variants(plan.weight_offset, plan.round_before_weight);
   require_device();
   for (const auto& [name, p] : {std::pair<const char*, const void*>{"x", a.x.data}, {"y", a.y.data},
@@ -85,7 +85,7 @@ void forward(const NormOptions& options, const ForwardArgs& a, Stream stream) {
 }
 
 void fused_add_forward(const NormOptions& options, const FusedAddArgs& a, Stream stream) {
-  const cpu::ForwardPlan plan = api::make_fused_add_plan(options, a);
+  const calls::ForwardCall plan = api::make_fused_add_plan(options, a);
   require_cuda_variants(plan.weight_offset, plan.round_before_weight);
   require_device();
   for (const auto& [name, p] :
@@ -98,7 +98,7 @@ void fused_add_forward(const NormOptions& options, const FusedAddArgs& a, Stream
 }
 
 void backward(const NormOptions& options, const BackwardArgs& a, Stream stream) {
-  const cpu::BackwardPlan plan = api::make_backward_plan(options, a);
+  const calls::BackwardCall plan = api::make_backward_plan(options, a);
   require_cuda_variants(plan.weight_offset, false);
   require_device();
   for (const auto& [name, p] :

@@ -7,13 +7,13 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "src/cpu/plan.hpp"
+#include "src/calls/calls.hpp"
 #include "src/cuda/geometry.hpp"
 #include "src/cuda/row_program.cuh"
 
 namespace rmsnorm::cuda::detail {
 
-inline Norm device_norm(const cpu::NormParams& p) { return Norm{p.centered, p.eps_outside, p.eps, p.n, p.k}; }
+inline Norm device_norm(const calls::NormParams& p) { return Norm{p.centered, p.eps_outside, p.eps, p.n, p.k}; }
 
 inline bool aligned16(const void* p, int64_t stride_bytes) {
   return p == nullptr || (reinterpret_cast<uintptr_t>(p) % 16 == 0 && stride_bytes % 16 == 0);
@@ -53,7 +53,7 @@ void dispatch_shape(const Geometry& g, F&& f) {
 
 // Calls f(ForwardParams<T, TW>, geometry, VEC, PACKS) for the plan.
 template <class F>
-void with_forward_program(const cpu::ForwardPlan& p, F&& f) {
+void with_forward_program(const calls::ForwardCall& p, F&& f) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     using TW = decltype(tw);
@@ -81,7 +81,7 @@ void with_forward_program(const cpu::ForwardPlan& p, F&& f) {
 // Calls f(BackwardParams<T, TW>, geometry, VEC, PACKS) for the plan; f sets
 // the partial-sum pointers, which depend on how many teams it runs.
 template <class F>
-void with_backward_program(const cpu::BackwardPlan& p, F&& f) {
+void with_backward_program(const calls::BackwardCall& p, F&& f) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     using TW = decltype(tw);

@@ -172,7 +172,7 @@ void check(int status, const char* what) {
   }
 }
 
-void launch_forward(const cpu::ForwardPlan& p, Stream stream) {
+void launch_forward(const calls::ForwardCall& p, Stream stream) {
   if (p.rows == 0) return;
   with_forward_program(p, [&](const auto& params, const Geometry& g, auto vec, auto packs) {
     using Params = std::decay_t<decltype(params)>;
@@ -191,7 +191,7 @@ void launch_forward(const cpu::ForwardPlan& p, Stream stream) {
   check(cudaGetLastError(), "forward kernel launch");
 }
 
-void launch_backward(const cpu::BackwardPlan& p, const Vector& dweight, const Vector& dbias, Stream stream) {
+void launch_backward(const calls::BackwardCall& p, const Vector& dweight, const Vector& dbias, Stream stream) {
   const int64_t n = p.norm.n;
   with_backward_program(p, [&](auto params, const Geometry& g, auto vec, auto packs) {
     using Params = decltype(params);

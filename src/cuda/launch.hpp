@@ -3,13 +3,13 @@
 #pragma once
 
 #include "rmsnorm/cuda.hpp"
-#include "src/cpu/plan.hpp"
+#include "src/calls/calls.hpp"
 
 namespace rmsnorm::cuda::detail {
 
-void launch_forward(const cpu::ForwardPlan& plan, Stream stream);
+void launch_forward(const calls::ForwardCall& plan, Stream stream);
 // dweight/dbias (device pointers, may be null) in their dtypes.
-void launch_backward(const cpu::BackwardPlan& plan, const Vector& dweight, const Vector& dbias, Stream stream);
+void launch_backward(const calls::BackwardCall& plan, const Vector& dweight, const Vector& dbias, Stream stream);
 
 // Throws CudaError naming `what` when status is not cudaSuccess (status is a cudaError_t).
 void check(int status, const char* what);
