@@ -25,9 +25,10 @@ DTYPES = {"bf16": (torch.bfloat16, 1), "f16": (torch.float16, 2), "f32": (torch.
 KIND_RMS, KIND_LAYER = 0, 1
 
 
-class Options(ctypes.Structure):  # rmsnorm_options
+class Options(ctypes.Structure):  # rmsnorm_options, field for field (zero: no offset, single rounding)
     _fields_ = [("kind", ctypes.c_int), ("eps", ctypes.c_double), ("eps_placement", ctypes.c_int),
-                ("p", ctypes.c_double), ("num_threads", ctypes.c_int)]
+                ("p", ctypes.c_double), ("num_threads", ctypes.c_int), ("weight_offset", ctypes.c_double),
+                ("rounding", ctypes.c_int)]
 
 
 def load_library(explicit):
