@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "rmsnorm/scalar_types.hpp"
@@ -212,28 +213,36 @@ int threads_for(int requested, int64_t rows, int64_t n) {
 }
 
 namespace {
-bool stream_outputs(int64_t rows, int64_t n, DType dtype) {
-  return static_cast<long double>(rows) * n * dtype_size(dtype) > stream_threshold_bytes();
+
+// What the engine decides for a call before any kernel runs, the same for
+// forward and backward: streaming (the output against the last-level cache),
+// the SIMD target of every kernel of the call, the weight offset folded into
+// the parameters, and whether the (folded) weight lies in the fast range.
+template <class Plan, class Call>
+Plan plan_for(const Call& call, const void* bias) {
+  Plan plan;
+  static_cast<Call&>(plan) = call;
+  const int64_t rows = call.rows, n = call.norm.n;
+  plan.stream_output = static_cast<long double>(rows) * n * dtype_size(plan.dtype) > stream_threshold_bytes();
+  plan.simd_index = dispatch_index();
+  if (rows == 0) return plan;
+  const Parameters parameters = with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, bias, plan.weight_offset, n);
+  plan.weight = parameters.weight;
+  plan.param_dtype = parameters.dtype;
+  plan.weight_offset = 0.0;
+  if constexpr (std::is_same_v<Plan, ForwardPlan>) plan.bias = parameters.bias;
+  if (plan.weight) {
+    plan.weight_in_range = weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
+  }
+  return plan;
 }
+
 }  // namespace
 
 void run_forward(const calls::ForwardCall& call, int threads) {
   const int64_t rows = call.rows, n = call.norm.n;
   if (rows == 0) return;
-  ForwardPlan plan;
-  static_cast<calls::ForwardCall&>(plan) = call;
-  plan.stream_output = stream_outputs(rows, n, plan.dtype);
-  plan.simd_index = dispatch_index();
-  const Parameters parameters =
-      with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, plan.bias, plan.weight_offset, n);
-  plan.weight = parameters.weight;
-  plan.bias = parameters.bias;
-  plan.param_dtype = parameters.dtype;
-  plan.weight_offset = 0.0;
-  if (plan.weight) {
-    plan.weight_in_range =
-        weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
-  }
+  const ForwardPlan plan = plan_for<ForwardPlan>(call, call.bias);
   if (!split_rows(rows, n, threads)) {
     if (threads == 1) return forward_rows(plan, 0, rows);
 #pragma omp parallel num_threads(threads)
@@ -259,21 +268,7 @@ void run_forward(const calls::ForwardCall& call, int threads) {
 
 void run_backward(const calls::BackwardCall& call, int threads, const Vector& dweight, const Vector& dbias) {
   const int64_t rows = call.rows, n = call.norm.n;
-  BackwardPlan plan;
-  static_cast<calls::BackwardCall&>(plan) = call;
-  plan.stream_output = stream_outputs(rows, n, plan.dtype);
-  plan.simd_index = dispatch_index();
-  if (rows > 0) {
-    const Parameters parameters =
-        with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, nullptr, plan.weight_offset, n);
-    plan.weight = parameters.weight;
-    plan.param_dtype = parameters.dtype;
-    plan.weight_offset = 0.0;
-  }
-  if (plan.weight && rows > 0) {
-    plan.weight_in_range =
-        weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
-  }
+  const BackwardPlan plan = plan_for<BackwardPlan>(call, nullptr);
   const bool accumulate = plan.want_dweight || plan.want_dbias;
   const bool dbl = plan.dtype == DType::kFloat64;
   const size_t arith_size = dbl ? sizeof(double) : sizeof(float);
