@@ -173,18 +173,24 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, const T* d
     if (next_x) PrefetchBytes(next_x + c, bytes);
     if (next_dy) PrefetchBytes(next_dy + c, bytes);
     const double coef = c < p.norm.k ? grad.coef : 0.0;
+    // dh_out's column i, formed only when there is one (offsetting a null
+    // pointer is undefined behaviour; UBSan found it).
+    auto dh_out_at = [&](int64_t i) -> const T* {
+      if constexpr (kAddGradient) return dh_out + i;
+      return nullptr;
+    };
     if (direct) {
       const int64_t head = ElementsToVectorBoundary(dx + c, end - c);
-      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out + c, dx + c, g,
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out_at(c), dx + c, g,
                                                                          chunk_dw, chunk_db, c, head, st, grad, coef);
       BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient, true>(
-          x + c + head, dy + c + head, dh_out + c + head, dx + c + head, g, chunk_dw, chunk_db, c + head,
+          x + c + head, dy + c + head, dh_out_at(c + head), dx + c + head, g, chunk_dw, chunk_db, c + head,
           end - c - head, st, grad, coef);
       c = end;
       continue;
     }
     T* out = p.stream_output ? tile : dx + c;
-    BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out + c, out, g, chunk_dw,
+    BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out_at(c), out, g, chunk_dw,
                                                                        chunk_db, c, end - c, st, grad, coef);
     if (p.stream_output) StreamBytes(dx + c, tile, bytes);
     c = end;
