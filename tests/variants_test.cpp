@@ -116,6 +116,30 @@ TEST_P(Variants, AnOffsetIsTheWeightPlusTheOffsetInFloat32) {
   }
 }
 
+// A gain o + g beyond float32's range (the fuzzer: o = -1.24e37, g = -3.29e38)
+// is no reason to lose an output that is in range: the weight fails the fast
+// path's range check, and the slow path forms o + g exactly, forward and
+// backward (before, it read the folded float32 gain, -inf, and gave -inf).
+TEST_P(Variants, AGainBeyondFloat32IsFormedExactlyOnTheSlowPath) {
+  const NormOptions o = with_offset(rms(), -3e38);
+  const TypedMatrix x = matrix_of(DType::kFloat32, 1, 3, {1, 1e-10, -2e-10});
+  const TypedVector weight = vector_of(DType::kFloat32, {1, -1e38, 2});
+  const TypedMatrix y = forward_of(o, x, weight);
+  const reference::Matrix want = reference::forward(o, x.values(), weight.values, {}).y;
+  for (int64_t c = 1; c < 3; ++c) {  // column 0 overflows truly: -3e38 * sqrt(3)
+    ASSERT_TRUE(std::isfinite(want.at(0, c)));
+    EXPECT_NEAR(y.get(0, c), want.at(0, c), 1e-6 * std::fabs(want.at(0, c))) << "column " << c;
+  }
+  EXPECT_TRUE(std::isinf(y.get(0, 0)));
+  const TypedMatrix dy = matrix_of(DType::kFloat32, 1, 3, {0, 1e-20, 0});
+  const Gradients g = backward_of(o, x, dy, weight);
+  const reference::Matrix dx = reference::backward(o, x.values(), dy.values(), weight.values).dx;
+  for (int64_t c = 0; c < 3; ++c) {
+    ASSERT_TRUE(std::isfinite(dx.at(0, c)));
+    EXPECT_NEAR(g.dx.get(0, c), dx.at(0, c), 1e-6 * std::fabs(dx.at(0, c)) + 1e-30) << "dx column " << c;
+  }
+}
+
 // ------------------------------------------------------------------ rounding
 // The 16-bit outputs a formula allows: every value in [lo, hi].
 struct Accepted {

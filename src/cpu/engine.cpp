@@ -226,10 +226,11 @@ Plan plan_for(const Call& call, const void* bias) {
   plan.stream_output = static_cast<long double>(rows) * n * dtype_size(plan.dtype) > stream_threshold_bytes();
   plan.simd_index = dispatch_index();
   if (rows == 0) return plan;
+  plan.unfolded_weight = plan.weight;
+  plan.unfolded_dtype = plan.param_dtype;
   const Parameters parameters = with_offset_folded(plan.dtype, plan.param_dtype, plan.weight, bias, plan.weight_offset, n);
   plan.weight = parameters.weight;
   plan.param_dtype = parameters.dtype;
-  plan.weight_offset = 0.0;
   if constexpr (std::is_same_v<Plan, ForwardPlan>) plan.bias = parameters.bias;
   if (plan.weight) {
     plan.weight_in_range = weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);

@@ -22,8 +22,17 @@ using calls::NormParams;
 
 // A call as the CPU engine runs it: the call, and what the engine decides for
 // it before any kernel runs (run_forward / run_backward in engine.cpp).
-struct ForwardPlan : calls::ForwardCall {
-  // The offset is folded into the parameters by then: weight_offset is 0.
+// With a weight offset, `weight` (and `bias`, in the same type) hold the gain
+// offset + g formed in the arithmetic type, which is all the kernels read; the
+// slow path forms offset + g exactly from `unfolded_weight` instead, so a gain
+// that overflows float32 (|offset + g| > FLT_MAX, which also fails the range
+// check) is still right there.
+struct UnfoldedWeight {
+  const void* unfolded_weight = nullptr;
+  DType unfolded_dtype = DType::kFloat32;
+};
+
+struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   bool stream_output = false;  // write y with non-temporal stores (output larger than the last-level cache)
   // Every nonzero |weight| lies within FastRange's scale_limit, so inv_r * g
   // stays a normal number. Otherwise every row takes the wide slow path.
@@ -31,7 +40,7 @@ struct ForwardPlan : calls::ForwardCall {
   size_t simd_index = 0;  // every kernel of the call runs this target (dispatch.hpp)
 };
 
-struct BackwardPlan : calls::BackwardCall {
+struct BackwardPlan : calls::BackwardCall, UnfoldedWeight {
   bool stream_output = false;
   bool weight_in_range = true;  // as in ForwardPlan
   size_t simd_index = 0;

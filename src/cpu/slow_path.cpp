@@ -28,6 +28,14 @@ bool row_finite(DType dtype, const void* row, int64_t n) {
   return true;
 }
 
+// The gain of column c: offset + g formed exactly here (the kernels' folded
+// float32 gain can overflow where the exact one does not), or g.
+template <class Plan>
+Wide gain(const Plan& plan, int64_t c) {
+  if (plan.weight_offset != 0) return plan.weight_offset + load(plan.unfolded_dtype, plan.unfolded_weight, c);
+  return load(plan.param_dtype, plan.weight, c);
+}
+
 // The elements that form the statistic: all n, or pRMSNorm's first k.
 int64_t statistic_count(const NormParams& p) { return p.centered ? p.n : p.k; }
 
@@ -84,7 +92,7 @@ void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, 
   for (int64_t c = column_begin; c < column_end; ++c) {
     Wide v = (load(plan.dtype, source, c) - st.mean) / st.r;
     if (plan.round_before_weight) v = rounded_to(plan.dtype, v);  // SPEC section 7's before_weight
-    if (plan.weight) v *= load(plan.param_dtype, plan.weight, c);
+    if (plan.weight) v *= gain(plan, c);
     if (plan.bias) v += load(plan.param_dtype, plan.bias, c);
     store(plan.dtype, y, c, v);
   }
@@ -105,7 +113,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   const WideStatistics st = statistic_finite ? wide_statistics(p, plan.dtype, x) : WideStatistics{kNaN, kNaN, kNaN};
   auto gy = [&](int64_t c) {
     const Wide d = load(plan.dtype, dy, c);
-    return plan.weight ? d * load(plan.param_dtype, plan.weight, c) : d;
+    return plan.weight ? d * gain(plan, c) : d;
   };
 
   // Straight into the double totals, not the chunk in the arithmetic type:
