@@ -78,6 +78,13 @@ std::string g_case;
   std::abort();
 }
 
+// All 17 digits: std::to_string's 6 decimals print an offset of 1e-300 as 0.
+std::string exact(double v) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%.17g", v);
+  return buffer;
+}
+
 std::string values_of(const rmsnorm::reference::Matrix& m, int64_t row) {
   std::string s;
   char buffer[40];
@@ -330,8 +337,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const rmsnorm::reference::Matrix xv = xm.values();
   g_case = "op " + std::to_string(op) + " kind " + std::to_string(kind) + " placement " + std::to_string(placement) +
            " dtype " + std::to_string(dtype) + " param " + std::to_string(param_dtype) + " rows " + std::to_string(rows) +
-           " n " + std::to_string(n) + " eps " + std::to_string(eps) + " p " + std::to_string(p) + " weight " +
-           std::to_string(weight_present) + " bias " + std::to_string(bias_present) + " weight_offset " + std::to_string(offset) + (fused_backward ? " fused backward" : "");
+           " n " + std::to_string(n) + " eps " + exact(eps) + " p " + exact(p) + " weight " +
+           std::to_string(weight_present) + " bias " + std::to_string(bias_present) + " weight_offset " + exact(offset) + (fused_backward ? " fused backward" : "");
   for (int64_t r = 0; r < rows; ++r) g_case += "\n  x[" + std::to_string(r) + "] = " + values_of(xv, r);
   if (!w.empty()) g_case += "\n  weight = " + values_of(rmsnorm::reference::Matrix{1, n, w}, 0);
   if (!b.empty()) g_case += "\n  bias = " + values_of(rmsnorm::reference::Matrix{1, n, b}, 0);
