@@ -236,12 +236,17 @@ reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference
                                      const std::vector<double>& weight, const reference::ForwardResult& fw) {
   reference::Matrix m = x;
   for (int64_t r = 0; r < x.rows; ++r) {
+    // rms(gy) scaled by the largest |gy|: squares of gy ~ 1e-265 underflow to
+    // 0, and 0 * (1/r = inf) made the magnitude NaN, which no check skips
+    // (found by the fuzzer in CI: a float64 row of subnormals).
+    double largest = 0;
+    for (int64_t c = 0; c < x.n; ++c) largest = std::max(largest, std::fabs(dy.at(r, c) * (weight.empty() ? 1.0 : weight[c])));
     double sum = 0;
     for (int64_t c = 0; c < x.n; ++c) {
-      const double gy = dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]);
+      const double gy = largest > 0 && std::isfinite(largest) ? dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]) / largest : 0.0;
       sum += gy * gy;
     }
-    const double rms_gy = std::sqrt(sum / static_cast<double>(x.n));
+    const double rms_gy = std::isfinite(largest) ? largest * std::sqrt(sum / static_cast<double>(x.n)) : largest;
     for (int64_t c = 0; c < x.n; ++c) {
       const double gy = dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]);
       const double x_terms = std::fabs(x.at(r, c) - fw.mean[r]) * fw.inv_rms[r];
