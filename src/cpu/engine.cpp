@@ -19,6 +19,7 @@
 
 #include "rmsnorm/scalar_types.hpp"
 #include "src/cpu/dispatch.hpp"
+#include "src/cpu/engine_internal.hpp"
 #include "src/cpu/kernels.hpp"
 
 #ifdef _OPENMP
@@ -26,10 +27,6 @@
 #endif
 
 namespace rmsnorm::cpu {
-namespace {
-
-// Below this many elements per thread, starting a thread costs more than it saves.
-constexpr int64_t kMinElementsPerThread = 32768;
 
 int thread_index() {
 #ifdef _OPENMP
@@ -47,6 +44,11 @@ int thread_count_in_team() {
 #endif
 }
 
+namespace {
+
+// Below this many elements per thread, starting a thread costs more than it saves.
+constexpr int64_t kMinElementsPerThread = 32768;
+
 // Columns [begin, end) of thread t of nt, in multiples of 64 elements so that
 // two threads never write the same cache line.
 std::pair<int64_t, int64_t> column_range(int64_t n, int t, int nt) {
@@ -62,12 +64,6 @@ void parallel_blocks(int threads, int64_t rows, int64_t nb, BlockFn&& fn) {
   const int64_t total = rows * nb;
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < total; ++i) fn(i / nb, i % nb);
-}
-
-double ordered_sum(const double* values, int64_t count) {
-  double total = 0.0;
-  for (int64_t i = 0; i < count; ++i) total += values[i];
-  return total;
 }
 
 // The statistics of every row from block sums shared among threads; the same
@@ -214,10 +210,6 @@ int threads_for(int requested, int64_t rows, int64_t n) {
 
 namespace {
 
-// What the engine decides for a call before any kernel runs, the same for
-// forward and backward: streaming (the output against the last-level cache),
-// the SIMD target of every kernel of the call, the weight offset folded into
-// the parameters, and whether the (folded) weight lies in the fast range.
 template <class Plan, class Call>
 Plan plan_for(const Call& call, const void* bias) {
   Plan plan;
@@ -238,12 +230,56 @@ Plan plan_for(const Call& call, const void* bias) {
   return plan;
 }
 
+// The chunks are skewed off 4 KiB boundaries (kSkew) so that they do not
+// alias the x/dy/dx rows the kernel streams beside them (4K aliasing
+// stalled the accumulating loads).
+constexpr size_t kSkew = 320;
+
 }  // namespace
+
+ForwardPlan forward_plan_for(const calls::ForwardCall& call) { return plan_for<ForwardPlan>(call, call.bias); }
+BackwardPlan backward_plan_for(const calls::BackwardCall& call) { return plan_for<BackwardPlan>(call, nullptr); }
+
+Accumulators::Accumulators(int64_t n, bool double_arithmetic, int count, bool active)
+    : n_(n),
+      arith_size_(double_arithmetic ? sizeof(double) : sizeof(float)),
+      count_(count),
+      per_accumulator_(active ? static_cast<size_t>(n) * (2 * arith_size_ + 2 * sizeof(double)) + 3 * kSkew : 0) {
+  std::vector<unsigned char>& scratch = workspace(per_accumulator_ * count_);
+  base_ = scratch.data();
+  if (per_accumulator_ > 0) std::memset(base_, 0, per_accumulator_ * count_);  // data() may be null when empty
+}
+
+GradAccumulator Accumulators::at(int i) const {
+  GradAccumulator acc;
+  if (per_accumulator_ == 0) return acc;
+  unsigned char* base = base_ + per_accumulator_ * i;
+  acc.total_dweight = reinterpret_cast<double*>(base);
+  acc.total_dbias = acc.total_dweight + n_;
+  acc.chunk_dweight = reinterpret_cast<unsigned char*>(acc.total_dbias + n_) + kSkew;
+  acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n_ * arith_size_ + kSkew;
+  return acc;
+}
+
+void Accumulators::write(const Vector& dweight, const Vector& dbias) const {
+  if (per_accumulator_ == 0) return;
+  // Thread order, fixed: deterministic for a given thread count.
+  const GradAccumulator first = at(0);
+  for (int i = 1; i < count_; ++i) {
+    const GradAccumulator other = at(i);
+    for (int64_t c = 0; c < n_; ++c) {
+      first.total_dweight[c] += other.total_dweight[c];
+      first.total_dbias[c] += other.total_dbias[c];
+    }
+  }
+  if (dweight.data) write_vector(dweight, first.total_dweight, n_);
+  if (dbias.data) write_vector(dbias, first.total_dbias, n_);
+}
 
 void run_forward(const calls::ForwardCall& call, int threads) {
   const int64_t rows = call.rows, n = call.norm.n;
   if (rows == 0) return;
-  const ForwardPlan plan = plan_for<ForwardPlan>(call, call.bias);
+  const ForwardPlan plan = forward_plan_for(call);
   if (!split_rows(rows, n, threads)) {
     if (threads == 1) return forward_rows(plan, 0, rows);
 #pragma omp parallel num_threads(threads)
@@ -269,31 +305,13 @@ void run_forward(const calls::ForwardCall& call, int threads) {
 
 void run_backward(const calls::BackwardCall& call, int threads, const Vector& dweight, const Vector& dbias) {
   const int64_t rows = call.rows, n = call.norm.n;
-  const BackwardPlan plan = plan_for<BackwardPlan>(call, nullptr);
+  const BackwardPlan plan = backward_plan_for(call);
   const bool accumulate = plan.want_dweight || plan.want_dbias;
   const bool dbl = plan.dtype == DType::kFloat64;
-  const size_t arith_size = dbl ? sizeof(double) : sizeof(float);
   const bool split = split_rows(rows, n, threads);
   // One accumulator per thread (row split) or one shared by column (block split).
-  const int accumulators = split ? 1 : threads;
-  // The chunks are skewed off 4 KiB boundaries (kSkew) so that they do not
-  // alias the x/dy/dx rows the kernel streams beside them (4K aliasing
-  // stalled the accumulating loads).
-  constexpr size_t kSkew = 320;
-  const size_t per_accumulator =
-      accumulate ? static_cast<size_t>(n) * (2 * arith_size + 2 * sizeof(double)) + 3 * kSkew : 0;
-  std::vector<unsigned char>& scratch = workspace(per_accumulator * accumulators);
-  if (per_accumulator > 0) std::memset(scratch.data(), 0, per_accumulator * accumulators);  // data() may be null when empty
-  auto make_accumulator = [&](int i) {
-    GradAccumulator acc;
-    if (!accumulate) return acc;
-    unsigned char* base = scratch.data() + per_accumulator * i;
-    acc.total_dweight = reinterpret_cast<double*>(base);
-    acc.total_dbias = acc.total_dweight + n;
-    acc.chunk_dweight = reinterpret_cast<unsigned char*>(acc.total_dbias + n) + kSkew;
-    acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n * arith_size + kSkew;
-    return acc;
-  };
+  const Accumulators accumulators(n, dbl, split ? 1 : threads, accumulate);
+  auto make_accumulator = [&](int i) { return accumulators.at(i); };
 
   if (rows > 0 && !split) {
     if (threads == 1) {
@@ -348,18 +366,7 @@ void run_backward(const calls::BackwardCall& call, int threads, const Vector& dw
     }
   }
 
-  if (!accumulate) return;
-  // Thread order, fixed: deterministic for a given thread count.
-  const GradAccumulator first = make_accumulator(0);
-  for (int i = 1; i < accumulators; ++i) {
-    const GradAccumulator other = make_accumulator(i);
-    for (int64_t c = 0; c < n; ++c) {
-      first.total_dweight[c] += other.total_dweight[c];
-      first.total_dbias[c] += other.total_dbias[c];
-    }
-  }
-  if (dweight.data) write_vector(dweight, first.total_dweight, n);
-  if (dbias.data) write_vector(dbias, first.total_dbias, n);
+  accumulators.write(dweight, dbias);
 }
 
 }  // namespace rmsnorm::cpu
