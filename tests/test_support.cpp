@@ -382,4 +382,36 @@ TypedVector vector_of(DType dtype, const std::vector<double>& values) {
 }
 
 
+std::string rejection_problem(const std::function<void()>& call, const std::string& expected) {
+  try {
+    call();
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (message.find(expected) == std::string::npos) return "the message '" + message + "' lacks '" + expected + "'";
+    return "";
+  }
+  return "accepted; expected an error mentioning '" + expected + "'";
+}
+
+TypedMatrix columns_of(const TypedMatrix& m, int64_t begin, int64_t width, int64_t pad) {
+  TypedMatrix part = make_matrix(m.dtype, m.rows, width, width + pad);
+  const size_t size = dtype_size(m.dtype);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    std::memcpy(part.bytes.data() + static_cast<size_t>(r * part.stride) * size,
+                m.bytes.data() + static_cast<size_t>(r * m.stride + begin) * size, static_cast<size_t>(width) * size);
+  }
+  return part;
+}
+
+TypedVector slice_of(const TypedVector& v, int64_t begin, int64_t width) {
+  TypedVector part;
+  part.dtype = v.dtype;
+  if (v.bytes.empty()) return part;
+  const size_t size = dtype_size(v.dtype);
+  part.bytes.assign(v.bytes.begin() + static_cast<std::ptrdiff_t>(begin * size),
+                    v.bytes.begin() + static_cast<std::ptrdiff_t>((begin + width) * size));
+  part.values.assign(v.values.begin() + begin, v.values.begin() + begin + width);
+  return part;
+}
+
 }  // namespace rmsnorm::testing

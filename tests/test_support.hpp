@@ -124,6 +124,15 @@ BackwardArgs backward_inputs(const TypedMatrix& x, const TypedMatrix& dy, const 
 Gradients backward_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
                       const void* inv_rms = nullptr, const void* mean = nullptr);
 
+// Runs `call`, which must throw rmsnorm::Error with `expected` in its message;
+// returns "" or what went wrong (the caller then checks nothing was written).
+std::string rejection_problem(const std::function<void()>& call, const std::string& expected);
+
+// Columns [begin, begin + width) of m, as their own matrix with row stride
+// width + pad; and a vector's elements [begin, begin + width).
+TypedMatrix columns_of(const TypedMatrix& m, int64_t begin, int64_t width, int64_t pad = 0);
+TypedVector slice_of(const TypedVector& v, int64_t begin, int64_t width);
+
 // Row r of m as a one-row matrix, and whether two rows hold the same bytes.
 TypedMatrix row_of(const TypedMatrix& m, int64_t r);
 bool same_bits(const TypedMatrix& a, int64_t ra, const TypedMatrix& b, int64_t rb);

@@ -78,6 +78,43 @@ rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_
                                           const void* saved_mean, void* dh, int64_t dh_stride, void* dweight,
                                           float* dbias);
 
+/* Sharded rows (SPEC section 9; <rmsnorm/rmsnorm.hpp> says what each sum
+ * holds): this process holds columns [column_begin, column_begin + n) of rows
+ * of global_n. Every sums array is rows x RMSNORM_SHARD_SUMS_PER_ROW doubles;
+ * the caller all-reduces (sums, in rank order) between the phases:
+ *   for round < *rounds: rmsnorm_shard_forward_sums(round) -> all-reduce
+ *   rmsnorm_shard_forward_apply(reduced_round0, reduced_round1)
+ *   rmsnorm_shard_backward_sums -> all-reduce -> rmsnorm_shard_backward_apply
+ * The backward needs the forward's saved statistics. */
+#define RMSNORM_SHARD_SUMS_PER_ROW 3
+
+/* 1 for RMSNorm, 2 for LayerNorm. */
+rmsnorm_status rmsnorm_shard_forward_rounds(const rmsnorm_options* options, int* rounds);
+
+/* reduced_round0: round 0's all-reduced sums (LayerNorm's round 1 only, else NULL). */
+rmsnorm_status rmsnorm_shard_forward_sums(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                          int64_t column_begin, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                          int round, const double* reduced_round0, double* sums);
+
+rmsnorm_status rmsnorm_shard_forward_apply(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                           int64_t column_begin, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                           void* y, int64_t y_stride, const void* weight, const void* bias,
+                                           rmsnorm_dtype param_dtype, const double* reduced_round0,
+                                           const double* reduced_round1, void* saved_inv_rms, void* saved_mean);
+
+rmsnorm_status rmsnorm_shard_backward_sums(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                           int64_t column_begin, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                           const void* dy, int64_t dy_stride, const void* weight,
+                                           rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                           const void* saved_mean, double* sums);
+
+rmsnorm_status rmsnorm_shard_backward_apply(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                            int64_t column_begin, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                            const void* dy, int64_t dy_stride, const void* weight,
+                                            rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                            const void* saved_mean, const double* reduced, void* dx,
+                                            int64_t dx_stride, void* dweight, float* dbias);
+
 /* The message of the last error on this thread ("" if none). */
 const char* rmsnorm_last_error(void);
 

@@ -169,6 +169,88 @@ struct FusedAddBackwardArgs {
 
 void fused_add_backward(const NormOptions& options, const FusedAddBackwardArgs& args);
 
+// ------------------------------------------------------------------ sharded rows
+// SPEC section 9 (tensor parallelism): each row of global_n columns is split
+// across processes, and this process holds columns [column_begin, column_begin
+// + n). Each norm is two phases with an all-reduce (a sum over the shards, in
+// rank order) between them:
+//   forward:  for round in [0, shard_forward_rounds(options)):
+//               shard_forward_sums(..., round, reduced, sums); all-reduce sums
+//               into reduced.round<round>
+//             shard_forward_apply(..., reduced)       writes y and saved
+//   backward: shard_backward_sums(..., sums); all-reduce sums into reduced
+//             shard_backward_apply(..., reduced)      writes dx, dweight, dbias
+// Every sums array is rows x kShardSumsPerRow doubles, row-major; unused
+// entries are 0, so a caller all-reduces the whole array. pRMSNorm's k =
+// ceil(global_n * p) counts over the global row: a shard whose columns lie
+// past k contributes 0 to the statistic and still applies it. The weight,
+// bias, dweight and dbias are this shard's n columns. The result equals the
+// unsharded norm within SPEC section 4's tolerance.
+//
+// What the sums hold, per row (all in float64):
+//   RMSNorm forward, round 0:   [sum of x^2 over the shard's columns below k, 0, 0]
+//   LayerNorm forward, round 0: [sum of x, 0, 0]
+//   LayerNorm forward, round 1: [sum (x - m)^2, sum (x - m), 0], m = round 0's sum / global_n
+//                               (never E[x^2] - mean^2, which cancels on rows with a large mean)
+//   RMSNorm backward:           [sum gy x, sum of x^2 below k as in forward (eps outside only), 0]
+//   LayerNorm backward:         [sum gy (x - mean), sum gy, sum (x - mean)], mean the saved one
+// float64 data: a row whose sum of squares overflows float64 (|x| beyond
+// about 1e150) comes out NaN; the unsharded norm has no such limit.
+struct Shard {
+  int64_t global_n = 0;      // the whole row's length
+  int64_t column_begin = 0;  // this shard's first column in the global row
+};
+
+inline constexpr int64_t kShardSumsPerRow = 3;
+
+// Rounds of forward sums: 1 for RMSNorm, 2 for LayerNorm (the mean, then the
+// centered squares).
+int shard_forward_rounds(const NormOptions& options);
+
+struct ShardForwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;  // this shard's columns
+  Shard shard;
+  ConstMatrix x;
+  Matrix y;            // apply only; may be x itself (same stride)
+  ConstVector weight;  // apply only: this shard's slice
+  ConstVector bias;
+  Statistics saved;  // apply only: the global row's statistics, as forward() saves them
+};
+
+// The all-reduced sums of the rounds so far (the second is LayerNorm's).
+struct ShardReducedSums {
+  const double* round0 = nullptr;
+  const double* round1 = nullptr;
+};
+
+// Phase 1 of forward: this shard's sums of round `round` (LayerNorm's round 1
+// reads reduced.round0).
+void shard_forward_sums(const NormOptions& options, const ShardForwardArgs& args, int round,
+                        const ShardReducedSums& reduced, double* sums);
+// Phase 2 of forward: y (and the saved statistics) from every round's
+// all-reduced sums.
+void shard_forward_apply(const NormOptions& options, const ShardForwardArgs& args, const ShardReducedSums& reduced);
+
+struct ShardBackwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  Shard shard;
+  ConstMatrix x;
+  ConstMatrix dy;
+  ConstVector weight;
+  // Required: a shard cannot recompute the row's statistics on its own.
+  ConstStatistics saved;
+  Matrix dx;  // apply only; may alias dy (same stride)
+  Vector dweight;
+  Vector dbias;
+};
+
+// Phase 1 of backward: this shard's gradient sums.
+void shard_backward_sums(const NormOptions& options, const ShardBackwardArgs& args, double* sums);
+// Phase 2 of backward: dx and this shard's dweight/dbias from the all-reduced sums.
+void shard_backward_apply(const NormOptions& options, const ShardBackwardArgs& args, const double* reduced);
+
 // Thrown for every rejected argument; what() names the argument.
 class Error : public std::invalid_argument {
  public:

@@ -17,16 +17,6 @@ namespace {
 
 using api::Region;
 
-calls::NormParams norm_params(const NormOptions& o, int64_t n) {
-  calls::NormParams p;
-  p.centered = o.kind == NormKind::kLayerNorm;
-  p.eps_outside = o.eps_placement == EpsPlacement::kOutside;
-  p.eps = o.eps;
-  p.n = n;
-  p.k = p.centered ? n : partial_count(n, o.p);
-  return p;
-}
-
 // The parameters' dtype for the kernels: weight's, else bias's, else float32.
 DType parameter_dtype(const ConstVector& weight, const ConstVector& bias) {
   if (weight.data) return weight.dtype;
@@ -89,7 +79,7 @@ calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_
   api::check_no_overlap(inv_rms, mean, false);
 
   calls::ForwardCall plan;
-  plan.norm = norm_params(options, n);
+  plan.norm = api::norm_params(options, n);
   plan.rows = rows;
   plan.dtype = x.dtype;
   plan.param_dtype = parameter_dtype(weight, bias);
@@ -164,6 +154,16 @@ DType parse_dtype(const std::string& name) {
 }
 
 namespace api {
+
+calls::NormParams norm_params(const NormOptions& o, int64_t n) {
+  calls::NormParams p;
+  p.centered = o.kind == NormKind::kLayerNorm;
+  p.eps_outside = o.eps_placement == EpsPlacement::kOutside;
+  p.eps = o.eps;
+  p.n = n;
+  p.k = p.centered ? n : partial_count(n, o.p);
+  return p;
+}
 
 calls::ForwardCall make_forward_plan(const NormOptions& options, const ForwardArgs& a) {
   // Shape and extent first: a region's byte counts are products that must not overflow.
@@ -250,7 +250,7 @@ calls::BackwardCall backward_plan(const NormOptions& options, const BackwardArgs
   }
 
   calls::BackwardCall plan;
-  plan.norm = norm_params(options, n);
+  plan.norm = api::norm_params(options, n);
   plan.rows = rows;
   plan.dtype = a.x.dtype;
   plan.param_dtype = a.weight.data ? a.weight.dtype : DType::kFloat32;

@@ -10,6 +10,8 @@
 #include "rmsnorm/version.h"
 #include "src/api/c_support.hpp"
 
+static_assert(RMSNORM_SHARD_SUMS_PER_ROW == rmsnorm::kShardSumsPerRow, "the C and C++ APIs agree");
+
 namespace {
 
 thread_local std::string g_last_error;
@@ -200,6 +202,95 @@ rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_
     a.dweight = b.dweight;
     a.dbias = b.dbias;
     rmsnorm::fused_add_backward(to_options(options), a);
+  });
+}
+
+rmsnorm_status rmsnorm_shard_forward_rounds(const rmsnorm_options* options, int* rounds) {
+  return guarded([&] {
+    const int r = rmsnorm::shard_forward_rounds(to_options(options));
+    if (!rounds) throw rmsnorm::Error("rounds: null pointer");
+    *rounds = r;
+  });
+}
+
+rmsnorm_status rmsnorm_shard_forward_sums(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                          int64_t column_begin, rmsnorm_dtype data_dtype, const void* x,
+                                          int64_t x_stride, int round, const double* reduced_round0, double* sums) {
+  return guarded([&] {
+    rmsnorm::ShardForwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.shard = {global_n, column_begin};
+    a.x = forward_args(rows, n, data_dtype, x, x_stride, nullptr, 0, nullptr, nullptr, RMSNORM_FLOAT32, nullptr,
+                       nullptr)
+              .x;
+    rmsnorm::shard_forward_sums(to_options(options), a, round, {reduced_round0, nullptr}, sums);
+  });
+}
+
+rmsnorm_status rmsnorm_shard_forward_apply(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                           int64_t column_begin, rmsnorm_dtype data_dtype, const void* x,
+                                           int64_t x_stride, void* y, int64_t y_stride, const void* weight,
+                                           const void* bias, rmsnorm_dtype param_dtype, const double* reduced_round0,
+                                           const double* reduced_round1, void* saved_inv_rms, void* saved_mean) {
+  return guarded([&] {
+    const rmsnorm::ForwardArgs f = forward_args(rows, n, data_dtype, x, x_stride, y, y_stride, weight, bias,
+                                                param_dtype, saved_inv_rms, saved_mean);
+    rmsnorm::ShardForwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.shard = {global_n, column_begin};
+    a.x = f.x;
+    a.y = f.y;
+    a.weight = f.weight;
+    a.bias = f.bias;
+    a.saved = f.saved;
+    rmsnorm::shard_forward_apply(to_options(options), a, {reduced_round0, reduced_round1});
+  });
+}
+
+namespace {
+
+rmsnorm::ShardBackwardArgs shard_backward_args(const rmsnorm::BackwardArgs& b, int64_t global_n, int64_t column_begin) {
+  rmsnorm::ShardBackwardArgs a;
+  a.rows = b.rows;
+  a.n = b.n;
+  a.shard = {global_n, column_begin};
+  a.x = b.x;
+  a.dy = b.dy;
+  a.weight = b.weight;
+  a.saved = b.saved;
+  a.dx = b.dx;
+  a.dweight = b.dweight;
+  a.dbias = b.dbias;
+  return a;
+}
+
+}  // namespace
+
+rmsnorm_status rmsnorm_shard_backward_sums(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                           int64_t column_begin, rmsnorm_dtype data_dtype, const void* x,
+                                           int64_t x_stride, const void* dy, int64_t dy_stride, const void* weight,
+                                           rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                           const void* saved_mean, double* sums) {
+  return guarded([&] {
+    const rmsnorm::BackwardArgs b = backward_args(rows, n, data_dtype, x, x_stride, dy, dy_stride, weight,
+                                                  param_dtype, saved_inv_rms, saved_mean, nullptr, 0, nullptr, nullptr);
+    rmsnorm::shard_backward_sums(to_options(options), shard_backward_args(b, global_n, column_begin), sums);
+  });
+}
+
+rmsnorm_status rmsnorm_shard_backward_apply(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t global_n,
+                                            int64_t column_begin, rmsnorm_dtype data_dtype, const void* x,
+                                            int64_t x_stride, const void* dy, int64_t dy_stride, const void* weight,
+                                            rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                            const void* saved_mean, const double* reduced, void* dx,
+                                            int64_t dx_stride, void* dweight, float* dbias) {
+  return guarded([&] {
+    const rmsnorm::BackwardArgs b = backward_args(rows, n, data_dtype, x, x_stride, dy, dy_stride, weight,
+                                                  param_dtype, saved_inv_rms, saved_mean, dx, dx_stride, dweight,
+                                                  dbias);
+    rmsnorm::shard_backward_apply(to_options(options), shard_backward_args(b, global_n, column_begin), reduced);
   });
 }
 

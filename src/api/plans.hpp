@@ -8,6 +8,9 @@
 
 namespace rmsnorm::api {
 
+// The norm over rows of n: LayerNorm or RMSNorm, eps, and k = partial_count(n, p).
+calls::NormParams norm_params(const NormOptions& options, int64_t n);
+
 calls::ForwardCall make_forward_plan(const NormOptions& options, const ForwardArgs& args);
 calls::ForwardCall make_fused_add_plan(const NormOptions& options, const FusedAddArgs& args);
 // dweight/dbias outputs are not in the plan: the caller passes args.dweight / args.dbias on.

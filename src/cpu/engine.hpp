@@ -28,6 +28,18 @@ void run_forward(const calls::ForwardCall& call, int threads);
 // Writes dweight / dbias (when their data is non-null) after dx.
 void run_backward(const calls::BackwardCall& call, int threads, const Vector& dweight, const Vector& dbias);
 
+// SPEC section 9's phases for a shard of each row (src/cpu/sharded.cpp). The
+// call's norm is the shard's: n its width, k how many of its columns fall in
+// pRMSNorm's first k (0 to n); `global` is the whole row's. Sums are
+// kShardSumsPerRow doubles per row (rmsnorm.hpp says what each holds).
+void run_shard_forward_sums(const calls::ForwardCall& call, const NormParams& global, int round,
+                            const double* reduced_round0, double* sums, int threads);
+void run_shard_forward_apply(const calls::ForwardCall& call, const NormParams& global, const double* reduced_round0,
+                             const double* reduced_round1, int threads);
+void run_shard_backward_sums(const calls::BackwardCall& call, const NormParams& global, double* sums, int threads);
+void run_shard_backward_apply(const calls::BackwardCall& call, const NormParams& global, const double* reduced,
+                              int threads, const Vector& dweight, const Vector& dbias);
+
 // SIMD targets (src/cpu/targets.cpp).
 std::string active_target_name();
 std::vector<std::string> available_target_names();

@@ -270,6 +270,40 @@ void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, 
 void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,
                        GradAccumulator& acc);
 
+// A row's statistics in long double: y = (x - mean) / r; s = sqrt(ms) for the
+// "outside" gradient. NaN r (and mean) poisons the row.
+struct WideRowStatistics {
+  long double mean = 0, r = std::numeric_limits<long double>::quiet_NaN(), s = 0;
+};
+// Writes y[row, column_begin..column_end) (and the saved statistics when
+// column_begin is 0) from given statistics: slow_forward_row's second half,
+// also used by the sharded forward, whose statistics come from all shards.
+void slow_forward_apply(const ForwardPlan& plan, int64_t row, const void* source, int64_t column_begin,
+                        int64_t column_end, const WideRowStatistics& st);
+
+// ------------------------------------------------------------------ slow path, sharded rows (SPEC section 9)
+// sum over [0, count) of (x_c - shift)^power (power 1 or 2) of one row of
+// `dtype` values, in long double: the shard sums of rows whose fast sums
+// overflowed or underflowed the arithmetic type.
+long double slow_row_sum(DType dtype, const void* row, int64_t count, long double shift, int power);
+
+// A row's gradient sums in long double: dot = sum gy (x - pivot), sum_gy, and
+// deviations = sum (x - pivot), over the plan's columns (gy = dy * gain).
+struct WideGradientSums {
+  long double dot = 0, sum_gy = 0, deviations = 0;
+};
+WideGradientSums slow_gradient_sums(const BackwardPlan& plan, int64_t row, long double pivot);
+
+// dx[row, column_begin..column_end) and the row's dweight/dbias terms from the
+// statistics and the all-reduced sums of the whole row (`global`): mean is the
+// true mean, dot = sum gy (x - mean) and sum_gy over the global row. The
+// plan's norm is the shard's (its k counts the shard's columns in the statistic).
+struct WideGradient {
+  long double inv_r = 0, mean = 0, s = 0, dot = 0, sum_gy = 0;
+};
+void slow_backward_apply(const BackwardPlan& plan, const NormParams& global, int64_t row, int64_t column_begin,
+                         int64_t column_end, const WideGradient& g, GradAccumulator& acc);
+
 // ------------------------------------------------------------------ misc
 // Converts float values to dtype (bf16/f16 with the kernels' own rounding);
 // exposed for the conversion tests.

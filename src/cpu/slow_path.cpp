@@ -39,9 +39,7 @@ Wide gain(const Plan& plan, int64_t c) {
 // The elements that form the statistic: all n, or pRMSNorm's first k.
 int64_t statistic_count(const NormParams& p) { return p.centered ? p.n : p.k; }
 
-struct WideStatistics {
-  Wide mean = 0, r = kNaN, s = 0;
-};
+using WideStatistics = WideRowStatistics;
 
 WideStatistics wide_statistics(const NormParams& p, DType dtype, const void* row) {
   WideStatistics st;
@@ -83,7 +81,12 @@ void slow_forward_row(const ForwardPlan& plan, int64_t row, const void* source, 
                       int64_t column_end) {
   const NormParams& p = plan.norm;
   const bool finite = row_finite(plan.dtype, source, statistic_count(p));
-  const WideStatistics st = finite ? wide_statistics(p, plan.dtype, source) : WideStatistics{kNaN, kNaN, kNaN};
+  slow_forward_apply(plan, row, source, column_begin, column_end,
+                     finite ? wide_statistics(p, plan.dtype, source) : WideStatistics{kNaN, kNaN, kNaN});
+}
+
+void slow_forward_apply(const ForwardPlan& plan, int64_t row, const void* source, int64_t column_begin,
+                        int64_t column_end, const WideRowStatistics& st) {
   if (column_begin == 0) {
     save_statistic(plan.dtype, plan.saved_inv_rms, row, 1 / st.r);
     save_statistic(plan.dtype, plan.saved_mean, row, st.mean);
@@ -168,6 +171,71 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
       v = gy(c) / st.r - (st.s == 0 ? 0 : xhat * D / (k * st.s));
     }
     store_dx(c, v);
+  }
+}
+
+long double slow_row_sum(DType dtype, const void* row, int64_t count, long double shift, int power) {
+  Wide sum = 0;
+  for (int64_t c = 0; c < count; ++c) {
+    const Wide d = load(dtype, row, c) - shift;
+    sum += power == 2 ? d * d : d;
+  }
+  return sum;
+}
+
+WideGradientSums slow_gradient_sums(const BackwardPlan& plan, int64_t row, long double pivot) {
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
+  const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
+  WideGradientSums sums;
+  for (int64_t c = 0; c < plan.norm.n; ++c) {
+    const Wide d = load(plan.dtype, dy, c);
+    const Wide gy = plan.weight ? d * gain(plan, c) : d;
+    const Wide deviation = load(plan.dtype, x, c) - pivot;
+    sums.dot += gy * deviation;
+    sums.sum_gy += gy;
+    sums.deviations += deviation;
+  }
+  return sums;
+}
+
+void slow_backward_apply(const BackwardPlan& plan, const NormParams& global, int64_t row, int64_t column_begin,
+                         int64_t column_end, const WideGradient& g, GradAccumulator& acc) {
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  const void* x = row_pointer<char>(plan.x, row, plan.x_stride * esize);
+  const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
+  void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
+  if (acc.total_dweight) {  // straight into the double totals, as slow_backward_row
+    for (int64_t c = column_begin; c < column_end; ++c) {
+      const Wide d = load(plan.dtype, dy, c);
+      acc.total_dweight[c] += static_cast<double>(d * (load(plan.dtype, x, c) - g.mean) * g.inv_r);
+      acc.total_dbias[c] += static_cast<double>(d);
+    }
+  }
+  // A NaN or Inf anywhere in the global row's x or dy reaches its sums, and
+  // from there every dx of the row (SPEC section 4).
+  const bool poisoned = !std::isfinite(g.dot) || !std::isfinite(g.sum_gy) || !std::isfinite(g.inv_r) ||
+                        !std::isfinite(g.mean) || !std::isfinite(g.s);
+  const Wide inv_r = g.inv_r, n = static_cast<Wide>(global.n), k = static_cast<Wide>(global.k);
+  // SPEC section 3 with the statistic term scaled once per row.
+  Wide coef;
+  if (global.centered) {
+    coef = inv_r * inv_r * inv_r * g.dot / n;
+  } else if (!global.eps_outside) {
+    coef = g.dot * inv_r * inv_r * inv_r / k;
+  } else {
+    coef = g.s == 0 ? 0 : g.dot * inv_r * inv_r / (k * g.s);
+  }
+  const Wide mean_gy = global.centered ? g.sum_gy / n : 0;
+  for (int64_t c = column_begin; c < column_end; ++c) {
+    if (poisoned) {
+      store(plan.dtype, dx, c, kNaN);
+      continue;
+    }
+    const Wide d = load(plan.dtype, dy, c);
+    const Wide gy = plan.weight ? d * gain(plan, c) : d;
+    const Wide statistic_term = global.centered || c < plan.norm.k ? (load(plan.dtype, x, c) - g.mean) * coef : 0;
+    store(plan.dtype, dx, c, (gy - mean_gy) * inv_r - statistic_term);
   }
 }
 
