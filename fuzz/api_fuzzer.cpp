@@ -89,7 +89,7 @@ std::string values_of(const rmsnorm::reference::Matrix& m, int64_t row) {
   std::string s;
   char buffer[40];
   for (int64_t c = 0; c < m.n; ++c) {
-    std::snprintf(buffer, sizeof buffer, "%s%.9g", c ? ", " : "", m.at(row, c));
+    std::snprintf(buffer, sizeof buffer, "%s%.17g", c ? ", " : "", m.at(row, c));
     s += buffer;
   }
   return s;
@@ -187,7 +187,16 @@ void check_rows(const char* name, const TypedMatrix& got, const rmsnorm::referen
       magnitude_row.values.push_back(magnitude.at(r, c));
     }
     const std::string error = rmsnorm::testing::compare_rows(row, want_row, &magnitude_row);
-    if (!error.empty()) fail(std::string(name) + " row " + std::to_string(r) + ": " + error);
+    if (!error.empty()) {
+      std::string values;
+      for (int64_t c = 0; c < got.n; ++c) {
+        char buffer[160];
+        std::snprintf(buffer, sizeof buffer, "\n  column %lld: got %.17g, reference %.17g, terms %.17g",
+                      static_cast<long long>(c), row.get(0, c), want_row.values[c], magnitude_row.values[c]);
+        values += buffer;
+      }
+      fail(std::string(name) + " row " + std::to_string(r) + ": " + error + values);
+    }
   }
 }
 

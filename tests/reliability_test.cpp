@@ -370,6 +370,25 @@ TEST_P(EveryTarget, ZeroWeightWithAHugeGradientKeepsDweightExact) {
   EXPECT_EQ(dweight[1], 0.0f) << "the rows' terms +-9e40 cancel exactly";
 }
 
+// The oracle's own arithmetic (fuzzer, fuzz/corpus/regression-float64-
+// layernorm-n2-underflowing-gradient-terms): a float64 LayerNorm row of n = 2
+// with eps = 0 has dx = 0 exactly, and both the engine and the reference leave
+// a rounding residue of 1.9e-60. The terms it must be measured against are
+// gy / r ~ 6.6e-41, but gy = dy * g = 5.8e-325 rounded to 0 in double, the
+// terms counted as 0, and an exact 0 was demanded.
+TEST_P(EveryTarget, GradientTermsBelowDoublesSubnormalsStillCount) {
+  NormOptions o = layer_norm();
+  o.eps = 0;
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 2, {1.7669274407120251e-284, 1.2895113356456535e-321});
+  const TypedMatrix dy = matrix_of(DType::kFloat64, 1, 2, {2.225073858507201e-307, 1.7672493651669524e-284});
+  const TypedVector weight = vector_of(DType::kFloat64, {6.2738373428533963e-36, 3.3010387924099716e-41});
+  const reference::Matrix terms =
+      gradient_magnitude(x.values(), dy.values(), weight.values, reference::forward(o, x.values(), {}, {}));
+  EXPECT_GT(terms.at(0, 1), 1e-41) << "gy_1 / r = 5.8e-325 / 8.8e-285";
+  const Gradients g = backward_of(o, x, dy, weight);
+  ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "");
+}
+
 // ------------------------------------------------------------------ 11
 // While one thread switches targets, every call of another must give the
 // result of one single target, bit for bit. LayerNorm with fewer rows than

@@ -234,23 +234,23 @@ ForceStreaming::~ForceStreaming() { cpu::set_stream_threshold_override(-1); }
 // term: a row like 1e4 + N(0, 1) must have gradients accurate to its spread.
 reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference::Matrix& dy,
                                      const std::vector<double>& weight, const reference::ForwardResult& fw) {
+  // In long double (x86: 15-bit exponent), which no product or square of
+  // doubles here underflows or overflows: in double, squares of gy ~ 1e-265
+  // underflowed to 0 and 0 * (1/r = inf) made the magnitude NaN (a float64
+  // row of subnormals, found by the fuzzer in CI), and gy = dy * g = 6e-325
+  // itself rounded to 0, so terms of 1e-40 counted as 0 and an exact answer
+  // was demanded of a dx that cancels to 0 (LayerNorm, n = 2, eps = 0).
+  using Wide = long double;
   reference::Matrix m = x;
   for (int64_t r = 0; r < x.rows; ++r) {
-    // rms(gy) scaled by the largest |gy|: squares of gy ~ 1e-265 underflow to
-    // 0, and 0 * (1/r = inf) made the magnitude NaN, which no check skips
-    // (found by the fuzzer in CI: a float64 row of subnormals).
-    double largest = 0;
-    for (int64_t c = 0; c < x.n; ++c) largest = std::max(largest, std::fabs(dy.at(r, c) * (weight.empty() ? 1.0 : weight[c])));
-    double sum = 0;
+    auto gy = [&](int64_t c) { return static_cast<Wide>(dy.at(r, c)) * (weight.empty() ? Wide{1} : weight[c]); };
+    Wide sum = 0;
+    for (int64_t c = 0; c < x.n; ++c) sum += gy(c) * gy(c);
+    const Wide rms_gy = std::sqrt(sum / static_cast<Wide>(x.n));
+    const Wide inv_r = fw.inv_rms[r];
     for (int64_t c = 0; c < x.n; ++c) {
-      const double gy = largest > 0 && std::isfinite(largest) ? dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]) / largest : 0.0;
-      sum += gy * gy;
-    }
-    const double rms_gy = std::isfinite(largest) ? largest * std::sqrt(sum / static_cast<double>(x.n)) : largest;
-    for (int64_t c = 0; c < x.n; ++c) {
-      const double gy = dy.at(r, c) * (weight.empty() ? 1.0 : weight[c]);
-      const double x_terms = std::fabs(x.at(r, c) - fw.mean[r]) * fw.inv_rms[r];
-      m.at(r, c) = (std::fabs(gy) + rms_gy * (1 + x_terms)) * fw.inv_rms[r];
+      const Wide x_terms = std::fabs(static_cast<Wide>(x.at(r, c)) - fw.mean[r]) * inv_r;
+      m.at(r, c) = static_cast<double>((std::fabs(gy(c)) + rms_gy * (1 + x_terms)) * inv_r);
     }
   }
   return m;
