@@ -389,6 +389,25 @@ TEST_P(EveryTarget, GradientTermsBelowDoublesSubnormalsStillCount) {
   ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "");
 }
 
+// The oracle again (fuzzer, fuzz/corpus/regression-bfloat16-fused-backward-
+// nan-weight-cancelling-dh-out): a NaN weight in column 0 made every column's
+// terms NaN, so column 3, past pRMSNorm's k, whose dx = -2.01e34 cancels a
+// dh_out of +2.01e34 to about 3e15, was held to 1 ulp of a reference that
+// rounded the cancellation away; the slow path's long-double 2^51 is right
+// to 1e-19 of the terms.
+TEST_P(EveryTarget, ANaNWeightLeavesTheOtherColumnsTermsFinite) {
+  const NormOptions o = rms(0.1);  // n = 5: k = 1
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 5, {-3, -3, -3, -3, -3});
+  const TypedMatrix dy = matrix_of(DType::kFloat64, 1, 5, {1, 2, 3, 4, 5});
+  const TypedVector weight = vector_of(DType::kFloat64, {NAN, 1, 2, 3, 4});
+  const reference::Matrix terms =
+      gradient_magnitude(x.values(), dy.values(), weight.values, reference::forward(o, x.values(), {}, {}));
+  EXPECT_TRUE(std::isnan(terms.at(0, 0)));
+  for (int64_t c = 1; c < 5; ++c) EXPECT_TRUE(std::isfinite(terms.at(0, c))) << "column " << c;
+  const Gradients g = backward_of(o, x, dy, weight);
+  ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, nullptr, DType::kFloat64, nullptr), "");
+}
+
 // ------------------------------------------------------------------ 11
 // While one thread switches targets, every call of another must give the
 // result of one single target, bit for bit. LayerNorm with fewer rows than
