@@ -49,4 +49,21 @@ struct BackwardResult {
 BackwardResult backward(const NormOptions& options, const Matrix& x, const Matrix& dy,
                         const std::vector<double>& weight);
 
+// SPEC section 10, literally: groups of group_size (0: n) columns, silu(z)
+// before or after the norm (z is ignored for Gate::kNone). A group whose
+// statistic elements hold a NaN or an infinity gives NaN in all of its y.
+struct GatedForwardResult {
+  Matrix y;
+  std::vector<double> inv_rms;  // rows x groups
+};
+GatedForwardResult gated_forward(const NormOptions& options, const Matrix& x, const Matrix& z, Gate gate,
+                                 int64_t group_size, const std::vector<double>& weight);
+
+struct GatedBackwardResult {
+  Matrix dx, dz;
+  std::vector<double> dweight;  // empty when weight was absent
+};
+GatedBackwardResult gated_backward(const NormOptions& options, const Matrix& x, const Matrix& z, const Matrix& dy,
+                                   Gate gate, int64_t group_size, const std::vector<double>& weight);
+
 }  // namespace rmsnorm::reference

@@ -78,6 +78,29 @@ rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_
                                           const void* saved_mean, void* dh, int64_t dh_stride, void* dweight,
                                           float* dbias);
 
+/* Gated and grouped RMSNorm (SPEC section 10): groups of group_size columns
+ * (0: one group of n), each with its own r; with a gate z (dtype and shape of
+ * x), silu(z) multiplies the norm's input (BEFORE_NORM: Mamba-2 with
+ * norm_before_gate=False) or its output (AFTER_NORM: Mamba-2's default,
+ * Qwen3-Next). RMSNorm, p = 1, single rounding. saved_inv_rms (may be NULL)
+ * holds rows x (n / group_size) values; dz is required with a gate. */
+typedef enum rmsnorm_gate {
+  RMSNORM_GATE_NONE = 0,
+  RMSNORM_GATE_BEFORE_NORM = 1,
+  RMSNORM_GATE_AFTER_NORM = 2
+} rmsnorm_gate;
+
+rmsnorm_status rmsnorm_gated_forward(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t group_size,
+                                     rmsnorm_gate gate, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                     const void* z, int64_t z_stride, void* y, int64_t y_stride, const void* weight,
+                                     rmsnorm_dtype param_dtype, void* saved_inv_rms);
+
+rmsnorm_status rmsnorm_gated_backward(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t group_size,
+                                      rmsnorm_gate gate, rmsnorm_dtype dtype, const void* x, int64_t x_stride,
+                                      const void* z, int64_t z_stride, const void* dy, int64_t dy_stride,
+                                      const void* weight, rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                      void* dx, int64_t dx_stride, void* dz, int64_t dz_stride, void* dweight);
+
 /* Sharded rows (SPEC section 9; <rmsnorm/rmsnorm.hpp> says what each sum
  * holds): this process holds columns [column_begin, column_begin + n) of rows
  * of global_n. Every sums array is rows x RMSNORM_SHARD_SUMS_PER_ROW doubles;

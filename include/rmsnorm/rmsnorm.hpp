@@ -169,6 +169,55 @@ struct FusedAddBackwardArgs {
 
 void fused_add_backward(const NormOptions& options, const FusedAddBackwardArgs& args);
 
+// ------------------------------------------------------------------ gated and grouped RMSNorm
+// SPEC section 10. A row of n = G * m columns is normalized as G groups of
+// group_size m columns, each with its own r, and the gain indexed over all n
+// columns; with a gate row z (x's dtype and shape), silu(z) = z / (1 + e^-z)
+// multiplies either the norm's input or its output. RMSNorm only, p = 1, any
+// eps placement, a weight offset as elsewhere; one rounding at the end
+// (options.rounding must be kSingle). A non-finite value among a group's
+// statistic elements (x, or x * silu(z) with the gate before the norm) makes
+// that group's outputs NaN.
+enum class Gate : int {
+  kNone = 0,        // grouped RMSNorm, no gate
+  kBeforeNorm = 1,  // y = norm(x * silu(z)) * g   (Mamba-2 with norm_before_gate=False)
+  kAfterNorm = 2,   // y = norm(x) * g * silu(z)   (Mamba-2's default, Qwen3-Next)
+};
+
+struct GatedForwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  int64_t group_size = 0;  // m, dividing n; 0 means n (one group)
+  Gate gate = Gate::kNone;
+  ConstMatrix x;
+  ConstMatrix z;  // the gate; x's dtype; ignored (may be null) without a gate
+  Matrix y;       // x's dtype; may be x itself (same stride)
+  ConstVector weight;
+  // Optional: 1/r of every group, rows x (n / m) values of
+  // statistics_dtype(x), row-major. saved.mean must be null.
+  Statistics saved;
+};
+
+void gated_forward(const NormOptions& options, const GatedForwardArgs& args);
+
+struct GatedBackwardArgs {
+  int64_t rows = 0;
+  int64_t n = 0;
+  int64_t group_size = 0;
+  Gate gate = Gate::kNone;
+  ConstMatrix x;
+  ConstMatrix z;
+  ConstMatrix dy;
+  ConstVector weight;
+  ConstStatistics saved;  // optional inv_rms as gated_forward saved it; recomputed when null
+  Matrix dx;              // may alias dy (same stride)
+  Matrix dz;              // required with a gate: the gate's gradient, x's dtype
+  Vector dweight;         // optional, the weight's dtype
+};
+
+// dx, dz and dweight of gated_forward.
+void gated_backward(const NormOptions& options, const GatedBackwardArgs& args);
+
 // ------------------------------------------------------------------ sharded rows
 // SPEC section 9 (tensor parallelism): each row of global_n columns is split
 // across processes, and this process holds columns [column_begin, column_begin

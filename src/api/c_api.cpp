@@ -205,6 +205,64 @@ rmsnorm_status rmsnorm_fused_add_backward(const rmsnorm_options* options, int64_
   });
 }
 
+namespace {
+
+rmsnorm::Gate checked_gate(const rmsnorm_gate& gate) {
+  const int raw = as_int(gate);
+  if (raw < RMSNORM_GATE_NONE || raw > RMSNORM_GATE_AFTER_NORM) {
+    reject("gate", raw, "RMSNORM_GATE_NONE, RMSNORM_GATE_BEFORE_NORM or RMSNORM_GATE_AFTER_NORM (0-2)");
+  }
+  return static_cast<rmsnorm::Gate>(raw);
+}
+
+}  // namespace
+
+rmsnorm_status rmsnorm_gated_forward(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t group_size,
+                                     rmsnorm_gate gate, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
+                                     const void* z, int64_t z_stride, void* y, int64_t y_stride, const void* weight,
+                                     rmsnorm_dtype param_dtype, void* saved_inv_rms) {
+  return guarded([&] {
+    const rmsnorm::ForwardArgs f = forward_args(rows, n, data_dtype, x, x_stride, y, y_stride, weight, nullptr,
+                                                param_dtype, saved_inv_rms, nullptr);
+    rmsnorm::GatedForwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.group_size = group_size;
+    a.gate = checked_gate(gate);
+    a.x = f.x;
+    a.z = {z, f.x.dtype, z_stride};
+    a.y = f.y;
+    a.weight = f.weight;
+    a.saved = f.saved;
+    rmsnorm::gated_forward(to_options(options), a);
+  });
+}
+
+rmsnorm_status rmsnorm_gated_backward(const rmsnorm_options* options, int64_t rows, int64_t n, int64_t group_size,
+                                      rmsnorm_gate gate, rmsnorm_dtype data_dtype, const void* x, int64_t x_stride,
+                                      const void* z, int64_t z_stride, const void* dy, int64_t dy_stride,
+                                      const void* weight, rmsnorm_dtype param_dtype, const void* saved_inv_rms,
+                                      void* dx, int64_t dx_stride, void* dz, int64_t dz_stride, void* dweight) {
+  return guarded([&] {
+    const rmsnorm::BackwardArgs b = backward_args(rows, n, data_dtype, x, x_stride, dy, dy_stride, weight,
+                                                  param_dtype, saved_inv_rms, nullptr, dx, dx_stride, dweight, nullptr);
+    rmsnorm::GatedBackwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.group_size = group_size;
+    a.gate = checked_gate(gate);
+    a.x = b.x;
+    a.z = {z, b.x.dtype, z_stride};
+    a.dy = b.dy;
+    a.weight = b.weight;
+    a.saved = b.saved;
+    a.dx = b.dx;
+    a.dz = {dz, b.x.dtype, dz_stride};
+    a.dweight = b.dweight;
+    rmsnorm::gated_backward(to_options(options), a);
+  });
+}
+
 rmsnorm_status rmsnorm_shard_forward_rounds(const rmsnorm_options* options, int* rounds) {
   return guarded([&] {
     const int r = rmsnorm::shard_forward_rounds(to_options(options));

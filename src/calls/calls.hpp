@@ -64,4 +64,15 @@ struct BackwardCall {
   bool want_dbias = false;
 };
 
+// Gated and grouped RMSNorm (SPEC section 10), beside a ForwardCall or
+// BackwardCall whose norm is the whole row's (n, k = n).
+struct Gating {
+  int64_t group_size = 0;  // m, dividing norm.n
+  Gate gate = Gate::kNone;
+  const void* z = nullptr;  // the gate, the call's dtype
+  int64_t z_stride = 0;
+  void* dz = nullptr;  // backward: the gate's gradient
+  int64_t dz_stride = 0;
+};
+
 }  // namespace rmsnorm::calls

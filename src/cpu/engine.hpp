@@ -40,6 +40,11 @@ void run_shard_backward_sums(const calls::BackwardCall& call, const NormParams& 
 void run_shard_backward_apply(const calls::BackwardCall& call, const NormParams& global, const double* reduced,
                               int threads, const Vector& dweight, const Vector& dbias);
 
+// Gated and grouped RMSNorm (SPEC section 10; src/cpu/gated_engine.cpp).
+void run_gated_forward(const calls::ForwardCall& call, const calls::Gating& gating, int threads);
+void run_gated_backward(const calls::BackwardCall& call, const calls::Gating& gating, int threads,
+                        const Vector& dweight);
+
 // SIMD targets (src/cpu/targets.cpp).
 std::string active_target_name();
 std::vector<std::string> available_target_names();

@@ -304,6 +304,17 @@ struct WideGradient {
 void slow_backward_apply(const BackwardPlan& plan, const NormParams& global, int64_t row, int64_t column_begin,
                          int64_t column_end, const WideGradient& g, GradAccumulator& acc);
 
+// ------------------------------------------------------------------ gated and grouped (SPEC section 10)
+// src/cpu/gated.cpp: whole rows, group by group; groups whose statistics or
+// gradients leave the fast range go to the slow_gated_* functions.
+void gated_forward_rows(const ForwardPlan& plan, const calls::Gating& gating, int64_t row_begin, int64_t row_end);
+void gated_backward_rows(const BackwardPlan& plan, const calls::Gating& gating, int64_t row_begin, int64_t row_end,
+                         GradAccumulator& acc);
+// One group of one row in long double (src/cpu/slow_path.cpp).
+void slow_gated_forward_group(const ForwardPlan& plan, const calls::Gating& gating, int64_t row, int64_t group);
+void slow_gated_backward_group(const BackwardPlan& plan, const calls::Gating& gating, int64_t row, int64_t group,
+                               GradAccumulator& acc);
+
 // ------------------------------------------------------------------ misc
 // Converts float values to dtype (bf16/f16 with the kernels' own rounding);
 // exposed for the conversion tests.

@@ -5,6 +5,7 @@
 // square. Mirrors src/reference/reference.cpp formula for formula.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "rmsnorm/scalar_types.hpp"
 #include "src/cpu/dtype_dispatch.hpp"
@@ -236,6 +237,116 @@ void slow_backward_apply(const BackwardPlan& plan, const NormParams& global, int
     const Wide gy = plan.weight ? d * gain(plan, c) : d;
     const Wide statistic_term = global.centered || c < plan.norm.k ? (load(plan.dtype, x, c) - g.mean) * coef : 0;
     store(plan.dtype, dx, c, (gy - mean_gy) * inv_r - statistic_term);
+  }
+}
+
+namespace {
+
+Wide silu(Wide z) { return z / (1 + std::exp(-z)); }
+Wide silu_derivative(Wide z) {
+  const Wide sigma = 1 / (1 + std::exp(-z));
+  return sigma * (1 + z * (1 - sigma));
+}
+
+// One group's pointers and its normalized input u (x, or x silu(z) with the
+// gate before), statistics as reference.cpp forms them.
+struct WideGroup {
+  const void* x;
+  const void* z;
+  int64_t c0, m;
+  std::vector<Wide> u;
+  Wide r = 0, s = 0;
+  bool finite = true;
+};
+
+template <class Plan>
+WideGroup wide_group(const Plan& plan, const calls::Gating& gating, int64_t row, int64_t group) {
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  WideGroup g{row_pointer<char>(plan.x, row, plan.x_stride * esize),
+              gating.z ? row_pointer<char>(gating.z, row, gating.z_stride * esize) : nullptr,
+              group * gating.group_size, gating.group_size, {}};
+  Wide squares = 0;
+  for (int64_t c = g.c0; c < g.c0 + g.m; ++c) {
+    Wide u = load(plan.dtype, g.x, c);
+    if (gating.gate == Gate::kBeforeNorm) u *= silu(load(plan.dtype, g.z, c));
+    g.finite = g.finite && std::isfinite(u);
+    g.u.push_back(u);
+    squares += u * u;
+  }
+  const NormParams& p = plan.norm;
+  const Wide ms = squares / g.m;
+  g.s = std::sqrt(ms);
+  g.r = p.eps_outside ? g.s + p.eps : std::sqrt(ms + p.eps);
+  return g;
+}
+
+}  // namespace
+
+void slow_gated_forward_group(const ForwardPlan& plan, const calls::Gating& gating, int64_t row, int64_t group) {
+  const WideGroup g = wide_group(plan, gating, row, group);
+  const int64_t groups = plan.norm.n / gating.group_size;
+  save_statistic(plan.dtype, plan.saved_inv_rms, row * groups + group, g.finite ? 1 / g.r : kNaN);
+  void* y = row_pointer<char>(plan.y, row, plan.y_stride * static_cast<int64_t>(dtype_size(plan.dtype)));
+  for (int64_t i = 0; i < g.m; ++i) {
+    const int64_t c = g.c0 + i;
+    Wide v = g.u[i] / g.r;
+    if (plan.weight) v *= gain(plan, c);
+    if (gating.gate == Gate::kAfterNorm) v *= silu(load(plan.dtype, g.z, c));
+    store(plan.dtype, y, c, g.finite ? v : kNaN);
+  }
+}
+
+void slow_gated_backward_group(const BackwardPlan& plan, const calls::Gating& gating, int64_t row, int64_t group,
+                               GradAccumulator& acc) {
+  const WideGroup g = wide_group(plan, gating, row, group);
+  const int64_t esize = static_cast<int64_t>(dtype_size(plan.dtype));
+  const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
+  void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
+  void* dz = gating.dz ? row_pointer<char>(gating.dz, row, gating.dz_stride * esize) : nullptr;
+  const bool after = gating.gate == Gate::kAfterNorm, before = gating.gate == Gate::kBeforeNorm;
+  auto gain_dy = [&](int64_t c) {
+    const Wide d = load(plan.dtype, dy, c);
+    return plan.weight ? d * gain(plan, c) : d;
+  };
+  // Read every dy before dx is written: dx may be dy.
+  std::vector<Wide> gy(static_cast<size_t>(g.m)), dys(static_cast<size_t>(g.m));
+  Wide D = 0;  // sum gy (u / r)
+  for (int64_t i = 0; i < g.m; ++i) {
+    const int64_t c = g.c0 + i;
+    dys[i] = load(plan.dtype, dy, c);
+    gy[i] = gain_dy(c) * (after ? silu(load(plan.dtype, g.z, c)) : 1);
+    D += gy[i] * (g.u[i] / g.r);
+  }
+  if (acc.total_dweight && plan.want_dweight) {  // straight into the double totals, as slow_backward_row
+    for (int64_t i = 0; i < g.m; ++i) {
+      const int64_t c = g.c0 + i;
+      acc.total_dweight[c] +=
+          static_cast<double>(dys[i] * (g.u[i] / g.r) * (after ? silu(load(plan.dtype, g.z, c)) : 1));
+    }
+  }
+  const bool poisoned = !g.finite || !std::isfinite(D);
+  const Wide m = static_cast<Wide>(g.m);
+  for (int64_t i = 0; i < g.m; ++i) {
+    const int64_t c = g.c0 + i;
+    if (poisoned) {
+      store(plan.dtype, dx, c, kNaN);
+      if (dz) store(plan.dtype, dz, c, kNaN);
+      continue;
+    }
+    const Wide u_hat = g.u[i] / g.r;
+    const Wide du = !plan.norm.eps_outside ? (gy[i] - u_hat * D / m) / g.r
+                                           : gy[i] / g.r - (g.s == 0 ? 0 : u_hat * D / (m * g.s));
+    if (before) {
+      const Wide z = load(plan.dtype, g.z, c);
+      store(plan.dtype, dz, c, du * load(plan.dtype, g.x, c) * silu_derivative(z));
+      store(plan.dtype, dx, c, du * silu(z));
+    } else if (after) {
+      const Wide gain_only = plan.weight ? gain(plan, c) : 1;
+      store(plan.dtype, dz, c, dys[i] * gain_only * u_hat * silu_derivative(load(plan.dtype, g.z, c)));
+      store(plan.dtype, dx, c, du);
+    } else {
+      store(plan.dtype, dx, c, du);
+    }
   }
 }
 

@@ -170,4 +170,113 @@ BackwardResult backward(const NormOptions& options, const Matrix& x, const Matri
   return out;
 }
 
+namespace {
+
+// silu(z) = z / (1 + e^-z) and its derivative sigma(z) (1 + z (1 - sigma(z))).
+long double silu(long double z) { return z / (1 + std::exp(-z)); }
+long double silu_derivative(long double z) {
+  const long double sigma = 1 / (1 + std::exp(-z));
+  return sigma * (1 + z * (1 - sigma));
+}
+
+// One group's input to the norm, its statistics, and its gain per column.
+struct Group {
+  std::vector<long double> u;  // x, or x * silu(z) with the gate before the norm
+  long double r = 0, s = 0;
+  bool finite = true;
+};
+
+Group group_of(const NormOptions& options, const Matrix& x, const Matrix& z, Gate gate, int64_t row, int64_t c0,
+               int64_t m) {
+  Group g;
+  long double squares = 0;
+  for (int64_t c = c0; c < c0 + m; ++c) {
+    const long double u = gate == Gate::kBeforeNorm ? x.at(row, c) * silu(z.at(row, c)) : x.at(row, c);
+    g.finite = g.finite && std::isfinite(u);
+    g.u.push_back(u);
+    squares += u * u;
+  }
+  const long double ms = squares / m;
+  g.s = std::sqrt(ms);
+  g.r = options.eps_placement == EpsPlacement::kInside ? std::sqrt(ms + options.eps) : g.s + options.eps;
+  return g;
+}
+
+int64_t group_size_of(int64_t group_size, int64_t n) { return group_size == 0 ? n : group_size; }
+
+}  // namespace
+
+GatedForwardResult gated_forward(const NormOptions& options, const Matrix& x, const Matrix& z, Gate gate,
+                                 int64_t group_size, const std::vector<double>& weight) {
+  const int64_t n = x.n, m = group_size_of(group_size, n), groups = n / m;
+  GatedForwardResult out;
+  out.y = Matrix{x.rows, n, std::vector<double>(x.values.size())};
+  out.inv_rms.resize(static_cast<size_t>(x.rows * groups));
+  for (int64_t row = 0; row < x.rows; ++row) {
+    for (int64_t group = 0; group < groups; ++group) {
+      const int64_t c0 = group * m;
+      const Group g = group_of(options, x, z, gate, row, c0, m);
+      out.inv_rms[row * groups + group] = g.finite ? static_cast<double>(1 / g.r) : kNaN;
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        long double v = g.u[i] / g.r;
+        if (!weight.empty()) v *= options.weight_offset + static_cast<long double>(weight[c]);
+        if (gate == Gate::kAfterNorm) v *= silu(z.at(row, c));
+        out.y.at(row, c) = g.finite ? static_cast<double>(v) : kNaN;
+      }
+    }
+  }
+  return out;
+}
+
+GatedBackwardResult gated_backward(const NormOptions& options, const Matrix& x, const Matrix& z, const Matrix& dy,
+                                   Gate gate, int64_t group_size, const std::vector<double>& weight) {
+  const int64_t n = x.n, m = group_size_of(group_size, n), groups = n / m;
+  GatedBackwardResult out;
+  out.dx = Matrix{x.rows, n, std::vector<double>(x.values.size())};
+  out.dz = out.dx;
+  if (!weight.empty()) out.dweight.assign(static_cast<size_t>(n), 0.0);
+  auto gain = [&](int64_t c) { return weight.empty() ? 1.0L : options.weight_offset + static_cast<long double>(weight[c]); };
+  for (int64_t row = 0; row < x.rows; ++row) {
+    for (int64_t group = 0; group < groups; ++group) {
+      const int64_t c0 = group * m;
+      const Group g = group_of(options, x, z, gate, row, c0, m);
+      // gy: the gradient reaching the normalized value u / r.
+      std::vector<long double> gy(static_cast<size_t>(m));
+      long double D = 0;  // sum gy (u / r)
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        gy[i] = dy.at(row, c) * gain(c) * (gate == Gate::kAfterNorm ? silu(z.at(row, c)) : 1.0L);
+        D += gy[i] * (g.u[i] / g.r);
+      }
+      const bool poisoned = !g.finite || !std::isfinite(D);
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        const long double uhat = g.u[i] / g.r;
+        if (!weight.empty()) {
+          out.dweight[c] += static_cast<double>(dy.at(row, c) * uhat * (gate == Gate::kAfterNorm ? silu(z.at(row, c)) : 1.0L));
+        }
+        if (poisoned) {
+          out.dx.at(row, c) = out.dz.at(row, c) = kNaN;
+          continue;
+        }
+        // SPEC section 3 for the group, in normalized form.
+        const long double du = options.eps_placement == EpsPlacement::kInside
+                                   ? (gy[i] - uhat * D / m) / g.r
+                                   : gy[i] / g.r - (g.s == 0 ? 0 : uhat * D / (m * g.s));
+        if (gate == Gate::kBeforeNorm) {
+          out.dx.at(row, c) = static_cast<double>(du * silu(z.at(row, c)));
+          out.dz.at(row, c) = static_cast<double>(du * x.at(row, c) * silu_derivative(z.at(row, c)));
+        } else {
+          out.dx.at(row, c) = static_cast<double>(du);
+          out.dz.at(row, c) = gate == Gate::kAfterNorm
+                                  ? static_cast<double>(dy.at(row, c) * gain(c) * uhat * silu_derivative(z.at(row, c)))
+                                  : 0.0;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace rmsnorm::reference
