@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "rmsnorm/rmsnorm.hpp"
+#include "op_support.hpp"
 
 #ifdef RMSNORM_TORCH_CUDA  // built against a CUDA LibTorch, with the CUDA backend
 #include <c10/cuda/CUDAGuard.h>
@@ -59,31 +60,6 @@ void check_device(const at::Tensor& input) {
 using ::torch::autograd::AutogradContext;
 using ::torch::autograd::tensor_list;
 
-DType engine_dtype(const at::Tensor& t, const char* what) {
-  switch (t.scalar_type()) {
-    case at::kFloat:
-      return DType::kFloat32;
-    case at::kDouble:
-      return DType::kFloat64;
-    case at::kBFloat16:
-      return DType::kBFloat16;
-    case at::kHalf:
-      return DType::kFloat16;
-    default:
-      TORCH_CHECK(false, "rmsnorm: ", what, " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
-  }
-}
-
-// Runs an engine call, turning its argument errors into PyTorch errors
-// (RuntimeError in Python) with the engine's message.
-template <class F>
-void engine_call(F&& f) {
-  try {
-    f();
-  } catch (const rmsnorm::Error& e) {
-    TORCH_CHECK(false, "rmsnorm: ", e.what());
-  }
-}
 
 // The number of normalized elements per row, after checking normalized_shape
 // against the input's trailing dimensions and the parameters' shapes.
@@ -111,29 +87,6 @@ int64_t checked_row_length(const at::Tensor& input, at::IntArrayRef normalized_s
   return n;
 }
 
-EpsPlacement parse_placement(c10::string_view s) {
-  if (s == "inside") return EpsPlacement::kInside;
-  if (s == "outside") return EpsPlacement::kOutside;
-  TORCH_CHECK(false, "rmsnorm: eps_placement must be \"inside\" or \"outside\", got \"", std::string(s), "\"");
-}
-
-// Parameters as the engine takes them: float32 or the input's dtype, contiguous.
-at::Tensor engine_parameter(const at::Tensor& param, at::ScalarType input_type) {
-  if (!param.defined()) return param;
-  const at::ScalarType type = param.scalar_type() == at::kFloat ? at::kFloat : input_type;
-  return param.to(type).contiguous();
-}
-
-// The engine's options for one call; forward and backward build them alike.
-NormOptions norm_options(bool layer_norm, double eps, double p, int64_t placement) {
-  NormOptions options;
-  options.kind = layer_norm ? NormKind::kLayerNorm : NormKind::kRMSNorm;
-  options.eps = eps;
-  options.eps_placement = static_cast<EpsPlacement>(placement);
-  options.p = p;
-  options.num_threads = at::get_num_threads();
-  return options;
-}
 
 // The engine's backward is not itself differentiable. Under create_graph=True
 // its gradients pass through this node, which records the forward's inputs

@@ -1,0 +1,66 @@
+// What every torch.ops.rmsnorm.* kernel needs: the engine's dtype of a
+// tensor, the engine's errors as PyTorch errors, parameters in the engine's
+// layout, the eps placement by name and the engine's options.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <string>
+
+#include "rmsnorm/rmsnorm.hpp"
+
+namespace rmsnorm::torch {
+
+inline DType engine_dtype(const at::Tensor& t, const char* what) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kDouble:
+      return DType::kFloat64;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    case at::kHalf:
+      return DType::kFloat16;
+    default:
+      TORCH_CHECK(false, "rmsnorm: ", what, " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
+  }
+}
+
+// Runs an engine call, turning its argument errors into PyTorch errors
+// (RuntimeError in Python) with the engine's message.
+template <class F>
+void engine_call(F&& f) {
+  try {
+    f();
+  } catch (const rmsnorm::Error& e) {
+    TORCH_CHECK(false, "rmsnorm: ", e.what());
+  }
+}
+
+inline EpsPlacement parse_placement(c10::string_view s) {
+  if (s == "inside") return EpsPlacement::kInside;
+  if (s == "outside") return EpsPlacement::kOutside;
+  TORCH_CHECK(false, "rmsnorm: eps_placement must be \"inside\" or \"outside\", got \"", std::string(s), "\"");
+}
+
+// Parameters as the engine takes them: float32 or the input's dtype, contiguous.
+inline at::Tensor engine_parameter(const at::Tensor& param, at::ScalarType input_type) {
+  if (!param.defined()) return param;
+  const at::ScalarType type = param.scalar_type() == at::kFloat ? at::kFloat : input_type;
+  return param.to(type).contiguous();
+}
+
+// The engine's options for one call; forward and backward build them alike.
+inline NormOptions norm_options(bool layer_norm, double eps, double p, int64_t placement) {
+  NormOptions options;
+  options.kind = layer_norm ? NormKind::kLayerNorm : NormKind::kRMSNorm;
+  options.eps = eps;
+  options.eps_placement = static_cast<EpsPlacement>(placement);
+  options.p = p;
+  options.num_threads = at::get_num_threads();
+  return options;
+}
+
+}  // namespace rmsnorm::torch
