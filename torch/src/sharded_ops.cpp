@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "op_support.hpp"
+#include "sharded_ops.hpp"
 
 namespace rmsnorm::torch {
 namespace {
@@ -70,6 +71,8 @@ ConstVector vector_of(const at::Tensor& t, const char* name) {
   return {t.defined() ? t.data_ptr() : nullptr, t.defined() ? engine_dtype(t, name) : DType::kFloat32};
 }
 
+}  // namespace
+
 at::Tensor shard_forward_sums(const at::Tensor& input, int64_t global_n, int64_t column_begin, int64_t round,
                               const c10::optional<at::Tensor>& reduced0, bool layer_norm, double eps, double p,
                               c10::string_view eps_placement) {
@@ -115,6 +118,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shard_forward_apply(
   return {y, inv_rms, mean};
 }
 
+namespace {
+
 ShardBackwardArgs backward_args(const Rows& x, const Rows& dy, int64_t global_n, int64_t column_begin,
                                 const at::Tensor& w, const at::Tensor& inv_rms, const at::Tensor& mean) {
   TORCH_CHECK(dy.rows == x.rows && dy.n == x.n, "rmsnorm: dy must have x's shape ", x.x.sizes(), ", got ",
@@ -135,6 +140,8 @@ ShardBackwardArgs backward_args(const Rows& x, const Rows& dy, int64_t global_n,
   a.saved = {inv_rms.data_ptr(), mean.data_ptr()};
   return a;
 }
+
+}  // namespace
 
 at::Tensor shard_backward_sums(const at::Tensor& input, const at::Tensor& grad, int64_t global_n, int64_t column_begin,
                                const c10::optional<at::Tensor>& weight, const at::Tensor& inv_rms,
@@ -171,7 +178,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shard_backward_apply(
   return {dx, dweight, dbias};
 }
 
-}  // namespace
 }  // namespace rmsnorm::torch
 
 TORCH_LIBRARY_FRAGMENT(rmsnorm, m) {
