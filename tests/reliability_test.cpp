@@ -353,6 +353,29 @@ TEST_P(EveryTarget, Float64LayerNormOfASubnormalRowWithEps) {
   }
 }
 
+// A float64 LayerNorm row whose mean lies below double's subnormals (fuzzer,
+// fuzz/corpus/regression-float64-layernorm-mean-below-subnormals): x =
+// [1.5e-323, 0, ..., 0], n = 38, has the mean 3.9e-325, which is 0 in double.
+// The zero mean counted as exact, the row took the fast path, and y was off by
+// 16% against the reference (the zeros' -mean / r = -1.8e-294 came out 0).
+TEST_P(EveryTarget, Float64LayerNormWhoseMeanIsBelowDoublesSubnormals) {
+  NormOptions o = layer_norm();
+  o.eps = 4.6672546785256813e-62;
+  std::vector<double> values(38, 0.0);
+  values[0] = 1.4821969375237396e-323;
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 38, values);
+  double inv_rms = 0, mean = 0;
+  const TypedMatrix y = forward_of(o, x, empty_vector(DType::kFloat64), &inv_rms, &mean);
+  ASSERT_EQ(compare_rows(y, reference::forward(o, x.values(), {}, {}).y), "");
+  const TypedMatrix dy = random_matrix(DType::kFloat64, 1, 38, 38);
+  const TypedVector weight = random_vector(DType::kFloat64, 38, 1.0, 0.5);
+  for (bool saved : {false, true}) {
+    const Gradients g = backward_of(o, x, dy, weight, saved ? &inv_rms : nullptr, saved ? &mean : nullptr);
+    ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "")
+        << (saved ? "saved statistics" : "recomputed statistics");
+  }
+}
+
 // dweight with a zero weight and a huge dy (fuzzer, fuzz/corpus/regression-
 // dweight-zero-weight-huge-dy): gy = dy * g is 0, so the fast path's bound on
 // sum |gy| said nothing about dy, and each row's term dy * x / r = +-9e40

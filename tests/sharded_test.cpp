@@ -299,6 +299,20 @@ TEST_P(Sharded, Float64SquaresBeyondFloat64ComeOutNaN) {
   }
 }
 
+// The same row sharded: its mean (3.9e-325) is formed in long double from the
+// shards' sums on the wide path, not rounded to 0 in double.
+TEST_P(Sharded, Float64LayerNormWhoseMeanIsBelowDoublesSubnormals) {
+  NormOptions o = layer_norm();
+  o.eps = 4.6672546785256813e-62;
+  std::vector<double> values(38, 0.0);
+  values[20] = 1.4821969375237396e-323;
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 38, values);
+  const TypedMatrix dy = random_matrix(DType::kFloat64, 1, 38, 38);
+  std::vector<ShardData> shards = split(x, dy, empty_vector(DType::kFloat64), empty_vector(DType::kFloat64), {17, 21});
+  run_forward(o, shards, 1);
+  ASSERT_EQ(compare_rows(assemble(shards, &ShardData::y, 1, 38), reference::forward(o, x.values(), {}, {}).y), "");
+}
+
 // Central differences in float64 through the phases: the gradient is the
 // derivative of the function the shards compute together.
 TEST_P(Sharded, FiniteDifferencesInFloat64) {

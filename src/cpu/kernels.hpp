@@ -49,6 +49,9 @@ inline FastRange fast_range(bool double_arithmetic) {
 // limited by the rounding of the mean to float, or to double for double data.
 struct RowMean {
   double hi = 0.0, lo = 0.0;
+  // Double arithmetic only: the last correction, deviations / n, fell below
+  // DBL_MIN and was rounded there, so hi + lo is not the mean (corrected_mean).
+  bool inexact = false;
 };
 
 inline RowMean row_mean(double pivot, double deviation_sum, int64_t n) {
@@ -75,9 +78,20 @@ inline RowMean arithmetic_shift(const RowMean& m, bool double_arithmetic) {
 // deviations measured from its float rounding moved a subnormal row's mean by
 // half a subnormal step, onto the float grid, and the row then took the fast
 // path with x - mean off by that much (found by the fuzzer: x = [6.9e-41, 0]).
+// For double arithmetic a correction that falls below DBL_MIN is rounded on
+// the subnormal grid, where no hi + lo records the rounding; the mean is then
+// marked inexact. A row of [1.5e-323, 0, ..., 0] (n = 38) has the mean
+// 3.9e-325, which is 0 in double, and took the fast path as if 0 were exact,
+// off by 16% with eps = 4.7e-62 (found by fuzzing).
 inline RowMean corrected_mean(const RowMean& m, double deviations, int64_t n, bool double_arithmetic) {
   const RowMean shift = arithmetic_shift(m, double_arithmetic);
-  return row_mean(shift.hi, shift.lo * static_cast<double>(n) + deviations, n);
+  const double total = shift.lo * static_cast<double>(n) + deviations;
+  RowMean corrected = row_mean(shift.hi, total, n);
+  if (double_arithmetic) {
+    const double d = total / static_cast<double>(n);
+    corrected.inexact = total != 0 && std::fabs(d) < std::numeric_limits<double>::min() && d * static_cast<double>(n) != total;
+  }
+  return corrected;
 }
 // Not finite (so the row takes the wide path) where the squares or the
 // correction overflowed: std::max(0.0, NaN) would have made it 0.
@@ -140,7 +154,7 @@ inline RowStatistics finalize_statistics(const NormParams& p, const RowMean& mea
   // ..., 0], eps 1e-20). That matters only for a spread near that grid, where
   // the sum of squares is below DBL_MIN; a zero mean is exact.
   const bool exact_mean =
-      mean.lo == 0.0 && (double_arithmetic ? mean.hi == 0.0 || sum_squares >= std::numeric_limits<double>::min()
+      mean.lo == 0.0 && !mean.inexact && (double_arithmetic ? mean.hi == 0.0 || sum_squares >= std::numeric_limits<double>::min()
                                            : static_cast<double>(static_cast<float>(mean.hi)) == mean.hi);
   const bool tiny = sum_squares < range.tiny_sum &&
                     (p.eps < range.tiny_eps || p.eps_outside || (p.centered && !exact_mean));

@@ -120,6 +120,23 @@ WideRowStatistics wide_statistics(const NormParams& global, const RowMean& mean,
   return st;
 }
 
+// LayerNorm's in long double from the sums themselves: the mean is the shift
+// the kernels subtracted plus deviations / n, which in double can round on the
+// subnormal grid (a float64 row of [1.5e-323, 0, ...] has the mean 3.9e-325).
+WideRowStatistics wide_centered_statistics(const NormParams& global, double sum, const double* round1, bool dbl) {
+  const RowMean m{sum / static_cast<double>(global.n), 0.0};
+  if (!std::isfinite(m.hi) || !std::isfinite(round1[0]) || !std::isfinite(round1[1])) return {kNaN, kNaN, kNaN};
+  const RowMean shift = arithmetic_shift(m, dbl);
+  const long double n = static_cast<long double>(global.n);
+  const long double deviations = round1[1];
+  const long double squares = std::max(0.0L, static_cast<long double>(round1[0]) - deviations * deviations / n);
+  WideRowStatistics st;
+  st.mean = static_cast<long double>(shift.hi) + shift.lo + deviations / n;
+  st.s = std::sqrt(squares / n);
+  st.r = std::sqrt(squares / n + global.eps);
+  return st;
+}
+
 // The statistics backward reads from forward's saved values. For eps
 // "outside", s = sqrt(ms) comes from r - eps, or where that cancels from the
 // all-reduced squares.
@@ -180,17 +197,21 @@ void run_shard_forward_apply(const calls::ForwardCall& call, const NormParams& g
     for (int64_t row = begin; row < end; ++row) {
       RowMean mean;
       double squares = reduced_round0[row * kShardSumsPerRow];
+      WideRowStatistics wide;
       if (global.centered) {
-        const CenteredStatistic c = centered_statistic(global, squares, reduced_round1 + row * kShardSumsPerRow, dbl);
+        const double* round1 = reduced_round1 + row * kShardSumsPerRow;
+        const CenteredStatistic c = centered_statistic(global, squares, round1, dbl);
+        wide = wide_centered_statistics(global, squares, round1, dbl);
         mean = c.mean;
         squares = c.squares;
+      } else {
+        wide = wide_statistics(global, mean, squares);
       }
       RowStatistics st = finalize_statistics(global, mean, squares, dbl);
       if (st.fast && plan.weight_in_range) {
         forward_columns(plan, row, 0, call.norm.n, st);
       } else {
-        slow_forward_apply(plan, row, row_of(plan.x, plan.dtype, row, plan.x_stride), 0, call.norm.n,
-                           wide_statistics(global, mean, squares));
+        slow_forward_apply(plan, row, row_of(plan.x, plan.dtype, row, plan.x_stride), 0, call.norm.n, wide);
       }
     }
   });
