@@ -30,6 +30,13 @@
 #include "tests/test_support.hpp"
 
 extern "C" {
+int fuzz_gated_forward(int placement, double eps, int threads, double offset, int64_t rows, int64_t n,
+                       int64_t group_size, int gate, int dtype, const void* x, const void* z, int64_t stride, void* y,
+                       const void* weight, int param_dtype, void* inv_rms);
+int fuzz_gated_backward(int placement, double eps, int threads, double offset, int64_t rows, int64_t n,
+                        int64_t group_size, int gate, int dtype, const void* x, const void* z, const void* dy,
+                        int64_t stride, const void* weight, int param_dtype, const void* inv_rms, void* dx, void* dz,
+                        void* dweight);
 int fuzz_forward(int kind, int placement, double eps, double p, int threads, double offset, int64_t rows, int64_t n, int dtype,
                  const void* x, int64_t stride, void* y, const void* weight, const void* bias, int param_dtype,
                  void* inv_rms, void* mean);
@@ -219,6 +226,110 @@ bool all_finite(const std::vector<double>& v) {
   return true;
 }
 
+// Gated and grouped RMSNorm (SPEC section 10): forward, then backward on the
+// same arguments, with the gate z and the group size read from the input.
+struct GatedCall {
+  int placement;
+  double eps;
+  int threads;
+  double offset;
+  int64_t rows, n, stride, elements;
+  bool small;
+  int dtype, storage, param_dtype;
+  bool raw_bits, weight_present, saved_present;
+};
+
+int gated_case(Input& in, const GatedCall& c, const std::vector<unsigned char>& x, const std::vector<unsigned char>& dy,
+               const std::vector<unsigned char>& weight) {
+  const uint8_t gate_byte = in.byte();
+  const int gate = (gate_byte & 0xF0) == 0xF0 ? static_cast<int>(static_cast<int8_t>(gate_byte)) : gate_byte % 3;
+  const uint8_t group_byte = in.byte();
+  int64_t group_size = 0;
+  if (group_byte >= 0xF8) {  // sizes that may not divide n
+    const int64_t odd[] = {-1, c.n + 1, 7, 3, 0, 2, 5, c.n};
+    group_size = odd[group_byte - 0xF8];
+  } else if (c.small) {
+    std::vector<int64_t> divisors;
+    for (int64_t d = 1; d <= c.n; ++d)
+      if (c.n % d == 0) divisors.push_back(d);
+    group_size = divisors[group_byte % divisors.size()];
+  }
+  const std::vector<unsigned char> z = fill(in, c.storage, c.elements, c.raw_bits);
+  const size_t stats_bytes = static_cast<size_t>(std::max<int64_t>(1, c.small ? c.rows * c.n : 1)) * 8;
+  std::vector<unsigned char> y(x.size(), 0xA5), dx(x.size(), 0xA5), dz(x.size(), 0xA5), inv_rms(stats_bytes, 0xA5),
+      dweight(weight.size() + 8, 0xA5);
+  const void* w = c.weight_present ? weight.data() : nullptr;
+  void* saved = c.saved_present ? inv_rms.data() : nullptr;
+  int status = fuzz_gated_forward(c.placement, c.eps, c.threads, c.offset, c.rows, c.n, group_size, gate, c.dtype,
+                                  x.data(), z.data(), c.stride, y.data(), w, c.param_dtype, saved);
+  if (status != RMSNORM_OK) {
+    if (std::strlen(rmsnorm_last_error()) == 0) fail("a rejected gated call gave no message");
+    for (const std::vector<unsigned char>* out : {&y, &inv_rms}) {
+      for (unsigned char b : *out)
+        if (b != 0xA5) fail(std::string("a rejected gated forward wrote an output: ") + rmsnorm_last_error());
+    }
+    return 0;
+  }
+  if (!c.small) fail("a gated call with a huge extent was accepted");
+  status = fuzz_gated_backward(c.placement, c.eps, c.threads, c.offset, c.rows, c.n, group_size, gate, c.dtype,
+                               x.data(), z.data(), dy.data(), c.stride, w, c.param_dtype, saved, dx.data(), dz.data(),
+                               c.weight_present ? dweight.data() : nullptr);
+  if (status != RMSNORM_OK) fail(std::string("gated backward rejected what forward accepted: ") + rmsnorm_last_error());
+  if (c.rows == 0) return 0;
+
+  rmsnorm::NormOptions o;
+  o.eps_placement = static_cast<rmsnorm::EpsPlacement>(c.placement);
+  o.eps = c.eps;
+  o.weight_offset = c.offset;
+  const rmsnorm::Gate g = static_cast<rmsnorm::Gate>(gate);
+  const std::vector<double> wv = as_vector(c.param_dtype, weight, c.n, c.weight_present);
+  std::vector<double> gain_terms = wv;
+  for (double& v : gain_terms) v = std::fabs(c.offset) + std::fabs(v);
+  const rmsnorm::reference::Matrix xv = as_matrix(c.dtype, x, c.rows, c.n, c.stride).values();
+  const rmsnorm::reference::Matrix zv = as_matrix(c.dtype, z, c.rows, c.n, c.stride).values();
+  const rmsnorm::reference::Matrix dyv = as_matrix(c.dtype, dy, c.rows, c.n, c.stride).values();
+  g_case = "gated " + std::to_string(gate) + " group_size " + std::to_string(group_size) + " placement " +
+           std::to_string(c.placement) + " dtype " + std::to_string(c.dtype) + " param " + std::to_string(c.param_dtype) +
+           " rows " + std::to_string(c.rows) + " n " + std::to_string(c.n) + " eps " + exact(c.eps) + " weight " +
+           std::to_string(c.weight_present) + " saved " + std::to_string(c.saved_present) + " weight_offset " +
+           exact(c.offset);
+  for (int64_t r = 0; r < c.rows; ++r) {
+    g_case += "\n  x[" + std::to_string(r) + "] = " + values_of(xv, r);
+    g_case += "\n  z[" + std::to_string(r) + "] = " + values_of(zv, r);
+    g_case += "\n  dy[" + std::to_string(r) + "] = " + values_of(dyv, r);
+  }
+  if (!wv.empty()) g_case += "\n  weight = " + values_of(rmsnorm::reference::Matrix{1, c.n, wv}, 0);
+  const rmsnorm::reference::GatedForwardResult want = rmsnorm::reference::gated_forward(o, xv, zv, g, group_size, wv);
+  // y's terms: |u / r| (|o| + |g|) |silu(z)|, the gain being a sum formed in float32.
+  rmsnorm::NormOptions plain = o;
+  plain.weight_offset = 0;
+  rmsnorm::reference::Matrix magnitude = rmsnorm::reference::gated_forward(plain, xv, zv, g, group_size, gain_terms).y;
+  for (double& v : magnitude.values) v = std::fabs(v);
+  check_rows("gated y", as_matrix(c.dtype, y, c.rows, c.n, c.stride), want.y, magnitude);
+  const rmsnorm::reference::GatedBackwardResult grad =
+      rmsnorm::reference::gated_backward(o, xv, zv, dyv, g, group_size, wv);
+  const rmsnorm::testing::GatedTerms terms = rmsnorm::testing::gated_terms(o, g, group_size, xv, zv, dyv, wv);
+  check_rows("gated dx", as_matrix(c.dtype, dx, c.rows, c.n, c.stride), grad.dx, terms.dx);
+  if (g != rmsnorm::Gate::kNone) check_rows("gated dz", as_matrix(c.dtype, dz, c.rows, c.n, c.stride), grad.dz, terms.dz);
+  if (c.weight_present && all_finite(xv.values) && all_finite(zv.values) && all_finite(dyv.values) &&
+      all_finite(gain_terms) && all_finite(grad.dweight) && all_finite(terms.dweight)) {
+    bool representable = true;
+    for (double v : grad.dweight)
+      representable = representable && (v == 0 || std::fabs(v) >= smallest_normal(static_cast<DType>(c.param_dtype)));
+    std::vector<double> dw_magnitude = terms.dweight;
+    // u / r formed in the arithmetic type, as in the plain norm's dweight (see below).
+    const double underflow = c.dtype == 3 ? std::ldexp(1.0, -1022 + 53) : std::ldexp(1.0, -126 + 24);
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t col = 0; col < c.n; ++col) dw_magnitude[col] += std::fabs(dyv.at(r, col)) * underflow;
+    if (representable) {
+      const std::string e = rmsnorm::testing::compare_sum(static_cast<DType>(c.param_dtype), dweight.data(),
+                                                          grad.dweight, dw_magnitude, c.rows, c.n);
+      if (!e.empty()) fail("gated dweight: " + e);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -272,6 +383,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // norm_backward(dy) + dh_out, read from here on (zeros past the end).
   const bool fused_backward = op == 2 && (flags & 64);
   const std::vector<unsigned char> dh_out = fill(in, storage, fused_backward ? elements : 0, raw_bits);
+  // Forward, with the next byte's top bit set: gated and grouped RMSNorm
+  // instead, its own arguments read from here on (a byte past the end of an
+  // input written before this existed reads as 0, so those keep their meaning).
+  if (op == 0 && (in.byte() & 0x80)) {
+    const GatedCall call{placement, eps, threads, offset, rows, n, stride, elements, small, dtype, storage,
+                         param_dtype, raw_bits, weight_present, saved_present};
+    return gated_case(in, call, x, other, weight);
+  }
   std::vector<unsigned char> y(x.size(), 0xA5), dweight(weight.size() + 8, 0xA5), dbias(vector_length * 4 + 8, 0xA5);
   std::vector<unsigned char> inv_rms(8 * 8, 0xA5), mean(8 * 8, 0xA5);
   const std::vector<unsigned char> x_before = x, other_before = other;

@@ -45,3 +45,21 @@ int fuzz_fused_add_backward(int kind, int placement, double eps, double p, int t
   return (int)rmsnorm_fused_add_backward(&o, rows, n, (rmsnorm_dtype)dtype, h, stride, dy, stride, dh_out, stride,
                                          weight, (rmsnorm_dtype)param_dtype, 0, 0, dh, stride, dweight, dbias);
 }
+
+int fuzz_gated_forward(int placement, double eps, int threads, double offset, int64_t rows, int64_t n,
+                       int64_t group_size, int gate, int dtype, const void* x, const void* z, int64_t stride, void* y,
+                       const void* weight, int param_dtype, void* inv_rms) {
+  rmsnorm_options o = options_of(RMSNORM_KIND_RMSNORM, placement, eps, 1.0, threads, offset);
+  return (int)rmsnorm_gated_forward(&o, rows, n, group_size, (rmsnorm_gate)gate, (rmsnorm_dtype)dtype, x, stride, z,
+                                    stride, y, stride, weight, (rmsnorm_dtype)param_dtype, inv_rms);
+}
+
+int fuzz_gated_backward(int placement, double eps, int threads, double offset, int64_t rows, int64_t n,
+                        int64_t group_size, int gate, int dtype, const void* x, const void* z, const void* dy,
+                        int64_t stride, const void* weight, int param_dtype, const void* inv_rms, void* dx, void* dz,
+                        void* dweight) {
+  rmsnorm_options o = options_of(RMSNORM_KIND_RMSNORM, placement, eps, 1.0, threads, offset);
+  return (int)rmsnorm_gated_backward(&o, rows, n, group_size, (rmsnorm_gate)gate, (rmsnorm_dtype)dtype, x, stride, z,
+                                     stride, dy, stride, weight, (rmsnorm_dtype)param_dtype, inv_rms, dx, stride, dz,
+                                     stride, dweight);
+}

@@ -69,62 +69,6 @@ GatedOutputs run(const GatedCase& k, const TypedMatrix& x, const TypedMatrix& z,
   return out;
 }
 
-// The size of the terms of each output, the reference's formulas with every
-// term made positive: where dx cancels (sum gy u / r against gy), errors are
-// measured against these, as SPEC section 4 says.
-struct Terms {
-  reference::Matrix dx, dz;
-  std::vector<double> dweight;
-};
-
-Terms terms_of(const GatedCase& k, const reference::Matrix& x, const reference::Matrix& z, const reference::Matrix& dy,
-               const std::vector<double>& weight) {
-  using Wide = long double;
-  const int64_t n = x.n, m = k.group_size == 0 ? n : k.group_size;
-  Terms t{x, x, std::vector<double>(static_cast<size_t>(n), 0.0)};
-  auto silu = [](Wide v) { return v / (1 + std::exp(-v)); };
-  auto silu_derivative = [](Wide v) {
-    const Wide s = 1 / (1 + std::exp(-v));
-    return std::fabs(s) * (1 + std::fabs(v) * std::fabs(1 - s));
-  };
-  for (int64_t r = 0; r < x.rows; ++r)
-    for (int64_t c0 = 0; c0 < n; c0 += m) {
-      std::vector<Wide> u(static_cast<size_t>(m)), gy(static_cast<size_t>(m));
-      Wide squares = 0;
-      for (int64_t i = 0; i < m; ++i) {
-        const int64_t c = c0 + i;
-        u[i] = x.at(r, c) * (k.gate == Gate::kBeforeNorm ? silu(z.at(r, c)) : 1);
-        squares += u[i] * u[i];
-      }
-      const Wide ms = squares / m;
-      const Wide rr = k.options.eps_placement == EpsPlacement::kInside ? std::sqrt(ms + k.options.eps)
-                                                                         : std::sqrt(ms) + k.options.eps;
-      Wide D = 0;
-      for (int64_t i = 0; i < m; ++i) {
-        const int64_t c = c0 + i;
-        const Wide gain = weight.empty() ? 1 : std::fabs(k.options.weight_offset + static_cast<Wide>(weight[c]));
-        gy[i] = std::fabs(dy.at(r, c)) * gain * (k.gate == Gate::kAfterNorm ? std::fabs(silu(z.at(r, c))) : 1);
-        D += gy[i] * std::fabs(u[i]) / rr;
-      }
-      for (int64_t i = 0; i < m; ++i) {
-        const int64_t c = c0 + i;
-        const Wide u_hat = std::fabs(u[i]) / rr;
-        const Wide du = (gy[i] + u_hat * D / m + (k.options.eps_placement == EpsPlacement::kOutside ? u_hat * D : 0)) / rr;
-        const Wide gain = weight.empty() ? 1 : std::fabs(k.options.weight_offset + static_cast<Wide>(weight[c]));
-        if (k.gate == Gate::kBeforeNorm) {
-          t.dx.at(r, c) = static_cast<double>(du * std::fabs(silu(z.at(r, c))));
-          t.dz.at(r, c) = static_cast<double>(du * std::fabs(x.at(r, c)) * silu_derivative(z.at(r, c)));
-        } else {
-          t.dx.at(r, c) = static_cast<double>(du);
-          t.dz.at(r, c) = static_cast<double>(std::fabs(dy.at(r, c)) * gain * u_hat * silu_derivative(z.at(r, c)));
-        }
-        t.dweight[c] += static_cast<double>(std::fabs(dy.at(r, c)) * u_hat *
-                                            (k.gate == Gate::kAfterNorm ? std::fabs(silu(z.at(r, c))) : 1));
-      }
-    }
-  return t;
-}
-
 void check_case(const GatedCase& k, DType dtype, int64_t rows, int64_t n, bool with_weight = true) {
   SCOPED_TRACE(describe(k, dtype, rows, n));
   const TypedMatrix x = random_matrix(dtype, rows, n, n + 3);
@@ -143,7 +87,7 @@ void check_case(const GatedCase& k, DType dtype, int64_t rows, int64_t n, bool w
   }
   const reference::GatedBackwardResult grad =
       reference::gated_backward(k.options, xv, zv, dyv, k.gate, k.group_size, weight.values);
-  const Terms terms = terms_of(k, xv, zv, dyv, weight.values);
+  const GatedTerms terms = gated_terms(k.options, k.gate, k.group_size, xv, zv, dyv, weight.values);
   ASSERT_EQ(compare_rows(out.dx, grad.dx, &terms.dx), "") << "dx";
   if (k.gate != Gate::kNone) ASSERT_EQ(compare_rows(out.dz, grad.dz, &terms.dz), "") << "dz";
   if (with_weight) {
@@ -295,7 +239,7 @@ TEST_P(Gated, NonFiniteAndExtremeGroups) {
     const reference::GatedForwardResult want = reference::gated_forward(o, x.values(), z.values(), gate, m, weight.values);
     const reference::GatedBackwardResult grad =
         reference::gated_backward(o, x.values(), z.values(), dy.values(), gate, m, weight.values);
-    const Terms terms = terms_of(k, x.values(), z.values(), dy.values(), weight.values);
+    const GatedTerms terms = gated_terms(k.options, k.gate, k.group_size, x.values(), z.values(), dy.values(), weight.values);
     for (int64_t c = 16; c < 24; ++c) {
       EXPECT_NEAR(out.y.get(2, c), want.y.at(2, c), 1e-6 * std::fabs(want.y.at(2, c)) + 1e-30) << "column " << c;
       // dx ~ silu(z) / r with r ~ 1e30 lies near or below float's subnormals:

@@ -268,6 +268,54 @@ reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference
   return m;
 }
 
+GatedTerms gated_terms(const NormOptions& options, Gate gate, int64_t group_size, const reference::Matrix& x,
+                       const reference::Matrix& z, const reference::Matrix& dy, const std::vector<double>& weight) {
+  using Wide = long double;
+  const int64_t n = x.n, m = group_size == 0 ? n : group_size;
+  GatedTerms t{x, x, std::vector<double>(static_cast<size_t>(n), 0.0)};
+  auto silu = [](Wide v) { return v / (1 + std::exp(-v)); };
+  auto silu_derivative = [](Wide v) {
+    const Wide s = 1 / (1 + std::exp(-v));
+    return std::fabs(s) * (1 + std::fabs(v) * std::fabs(1 - s));
+  };
+  const bool outside = options.eps_placement == EpsPlacement::kOutside;
+  for (int64_t r = 0; r < x.rows; ++r)
+    for (int64_t c0 = 0; c0 < n; c0 += m) {
+      std::vector<Wide> u(static_cast<size_t>(m)), gy(static_cast<size_t>(m));
+      Wide squares = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        u[i] = x.at(r, c) * (gate == Gate::kBeforeNorm ? silu(z.at(r, c)) : 1);
+        squares += u[i] * u[i];
+      }
+      const Wide ms = squares / m;
+      const Wide rr = outside ? std::sqrt(ms) + options.eps : std::sqrt(ms + options.eps);
+      Wide D = 0;
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        const Wide gain = weight.empty() ? 1 : std::fabs(options.weight_offset) + std::fabs(static_cast<Wide>(weight[c]));
+        gy[i] = std::fabs(dy.at(r, c)) * gain * (gate == Gate::kAfterNorm ? std::fabs(silu(z.at(r, c))) : 1);
+        D += gy[i] * std::fabs(u[i]) / rr;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t c = c0 + i;
+        const Wide u_hat = std::fabs(u[i]) / rr;
+        const Wide du = (gy[i] + u_hat * D / m + (outside ? u_hat * D : 0)) / rr;
+        const Wide gain = weight.empty() ? 1 : std::fabs(options.weight_offset) + std::fabs(static_cast<Wide>(weight[c]));
+        if (gate == Gate::kBeforeNorm) {
+          t.dx.at(r, c) = static_cast<double>(du * std::fabs(silu(z.at(r, c))));
+          t.dz.at(r, c) = static_cast<double>(du * std::fabs(x.at(r, c)) * silu_derivative(z.at(r, c)));
+        } else {
+          t.dx.at(r, c) = static_cast<double>(du);
+          t.dz.at(r, c) = static_cast<double>(std::fabs(dy.at(r, c)) * gain * u_hat * silu_derivative(z.at(r, c)));
+        }
+        t.dweight[c] += static_cast<double>(std::fabs(dy.at(r, c)) * u_hat *
+                                            (gate == Gate::kAfterNorm ? std::fabs(silu(z.at(r, c))) : 1));
+      }
+    }
+  return t;
+}
+
 std::string check_backward_outputs(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& dy,
                                    const TypedVector& weight, const TypedMatrix& dx, const void* dweight,
                                    DType dweight_dtype, const void* dbias) {

@@ -80,6 +80,17 @@ reference::Matrix gradient_magnitude(const reference::Matrix& x, const reference
                                      const std::vector<double>& weight, const reference::ForwardResult& fw);
 
 
+// The size of the terms of gated_forward/backward's outputs (SPEC section 10):
+// the reference's formulas with every term made positive, and the gain as
+// |offset| + |g|. Where du cancels (sum gy u / r against gy), dx and dz are
+// measured against these, as SPEC section 4 says.
+struct GatedTerms {
+  reference::Matrix dx, dz;
+  std::vector<double> dweight;
+};
+GatedTerms gated_terms(const NormOptions& options, Gate gate, int64_t group_size, const reference::Matrix& x,
+                       const reference::Matrix& z, const reference::Matrix& dy, const std::vector<double>& weight);
+
 std::vector<DType> all_dtypes();
 
 // While alive, every output is written by the streaming (non-temporal) paths,
