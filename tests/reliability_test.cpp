@@ -376,6 +376,23 @@ TEST_P(EveryTarget, Float64LayerNormWhoseMeanIsBelowDoublesSubnormals) {
   }
 }
 
+// A gradient coefficient that underflows double (fuzzer, fuzz/corpus/
+// regression-float64-layernorm-coefficient-underflow): for n = 2, eps = 1e-5,
+// x = [-1.4e86, 3.8e117], the coefficient inv_r^3 sum gy (x - mean) / n is
+// 1.7e-325. It was range-checked after rounding to double, where it is 0, so
+// the row took the fast path without its statistic term and dx came out
+// -+gy / 2r = -+3.2e-208 where it is 0 (1 - xhat^2 = eps / var = 3e-240).
+TEST_P(EveryTarget, AGradientCoefficientBelowDoublesRangeTakesTheWidePath) {
+  const NormOptions o = layer_norm();
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 2, {-1.3847039131409743e+86, 3.8372749501444418e+117});
+  const TypedMatrix dy = matrix_of(DType::kFloat64, 1, 2, {-4.1888996534953687e-48, 3.7229136505696214e-204});
+  const TypedVector weight = vector_of(DType::kFloat64, {2.9287137904388677e-43, 0});
+  const Gradients g = backward_of(o, x, dy, weight);
+  EXPECT_EQ(g.dx.get(0, 0), 0.0);
+  EXPECT_EQ(g.dx.get(0, 1), 0.0);
+  ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "");
+}
+
 // dweight with a zero weight and a huge dy (fuzzer, fuzz/corpus/regression-
 // dweight-zero-weight-huge-dy): gy = dy * g is 0, so the fast path's bound on
 // sum |gy| said nothing about dy, and each row's term dy * x / r = +-9e40

@@ -186,7 +186,13 @@ struct GradientSums {
   }
 };
 
-inline bool coefficient_in_range(double c, double limit) { return c == 0.0 || (std::fabs(c) >= 1.0 / limit && std::fabs(c) <= limit); }
+// In long double, before the coefficient is rounded to double: a coefficient
+// of 1.7e-325 became 0 there and passed as "0 is fine", so a float64
+// LayerNorm row (n = 2, x = [-1.4e86, 3.8e117]) lost its statistic term and
+// dx was gy / 2r where it is 0 (found by fuzzing).
+inline bool coefficient_in_range(long double c, double limit) {
+  return c == 0 || (std::fabs(c) >= 1.0L / limit && std::fabs(c) <= limit);
+}
 
 // The coefficients of dx_j = a * (gy_j + shift) - (x_j - mean) * coef [j < k].
 // Formed in long double so that products of extreme statistics neither
@@ -227,7 +233,7 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
   const double dy_limit = range.scale_limit * range.scale_limit;
   const bool dy_in_range = sums.dy_magnitude == 0.0 || (sums.dy_magnitude >= 1 / dy_limit && sums.dy_magnitude <= dy_limit);
   g.fast = st.fast && past_k_in_range && dy_in_range && std::isfinite(static_cast<double>(dot)) && std::isfinite(sums.sum_gy) &&
-           std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(static_cast<double>(coef), range.coef_limit) &&
+           std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(coef, range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
   return g;
 }
