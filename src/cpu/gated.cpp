@@ -2,9 +2,14 @@
 // group (group_size m columns each), with silu(z) = z / (1 + e^-z) applied to
 // the norm's input (gate before) or output (gate after). Per group, forward is
 // a statistics pass and an output pass, backward a sums pass and an output
-// pass, in the arithmetic type; every sum is formed in 4096-element blocks
-// added in double, as in the plain kernels. Groups whose statistics or
-// gradients leave FastRange go to the long-double slow path.
+// pass. Every intermediate is formed in double lanes, whatever the data type:
+// the gate's products (x silu(z), (x / r) silu'(z), ...) of float-range values
+// are then never subnormal, where in float they were (fuzzing: u = x silu(z)
+// = -2.6e-42 left y = u / r g = -6.8e-30 off by 6e-4). That halves the lanes
+// against the plain kernels. Sums are formed in 4096-element blocks, as
+// there. The statistics and coefficients keep the data's own ranges and
+// rounding (finalize_*), so saved and recomputed statistics agree bitwise;
+// groups outside them go to the long-double slow path.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/cpu/gated.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
@@ -57,35 +62,34 @@ HWY_INLINE hn::VFromD<D> SiluDerivative(D d, hn::VFromD<D> z) {
   return hn::Mul(s.sigma, hn::MulAdd(z, s.complement, hn::Set(d, A{1})));
 }
 
-// Whether every z of the group is at least -80 (float) / -700 (double). Below
-// that sigma(z) = e^z is subnormal in the arithmetic type and carries only a
-// few bits: silu(z) and silu'(z), and the outputs and dweight terms made from
-// them, lost up to 2% on the tests' gates (and Highway's Exp flushes those to
-// 0 on SSE4 and the portable target). Such groups take the wide path. NaN
-// counts as in range: it propagates the same on either path.
-template <class D, typename T>
-HWY_INLINE bool GateInRange(D d, const T* HWY_RESTRICT z, int64_t m) {
-  using A = hn::TFromD<D>;
-  const auto limit = hn::Set(d, static_cast<A>(sizeof(A) == 4 ? -80 : -700));
-  auto below = hn::Zero(d);
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  int64_t i = 0;
-  for (; i + N <= m; i += N) below = hn::IfThenElse(hn::Lt(LoadAs(d, z + i), limit), hn::Set(d, A{1}), below);
-  if (i < m) below = hn::IfThenElse(hn::Lt(LoadTail(d, z + i, static_cast<size_t>(m - i)), limit), hn::Set(d, A{1}), below);
-  return hn::AllTrue(d, hn::Eq(below, hn::Zero(d)));
-}
-
-// count (< Lanes) elements, or a whole vector when count is 0.
+// count (< Lanes) elements, or a whole vector when count is 0, of any storage
+// type into d's lanes (double: see the file comment), through float for the
+// 16-bit and float types.
 template <class D, typename T>
 HWY_INLINE hn::VFromD<D> Load(D d, const T* HWY_RESTRICT p, size_t count) {
-  return count ? LoadTail(d, p, count) : LoadAs(d, p);
+  if constexpr (std::is_same_v<T, hn::TFromD<D>>) {
+    return count ? LoadTail(d, p, count) : LoadAs(d, p);
+  } else {
+    const hn::Rebind<float, D> df;
+    return hn::PromoteTo(d, count ? LoadTail(df, p, count) : LoadAs(df, p));
+  }
 }
 template <class D, typename T>
 HWY_INLINE void Store(D d, hn::VFromD<D> v, T* HWY_RESTRICT p, size_t count) {
-  if (count) {
-    StoreTail(d, v, p, count);
+  if constexpr (std::is_same_v<T, hn::TFromD<D>>) {
+    if (count) {
+      StoreTail(d, v, p, count);
+    } else {
+      StoreAs(d, v, p);
+    }
   } else {
-    StoreAs(d, v, p);
+    const hn::Rebind<float, D> df;
+    const auto narrow = hn::DemoteTo(df, v);
+    if (count) {
+      StoreTail(df, narrow, p, count);
+    } else {
+      StoreAs(df, narrow, p);
+    }
   }
 }
 
@@ -100,9 +104,45 @@ HWY_INLINE void ForVectors(D d, int64_t count, F&& f) {
 
 // u = x, or x * silu(z) (written to `u` when kBefore), and sum u^2 over the
 // group, in blocks added in double.
+// Whether every product of the gated kernels stays a normal number in
+// double lanes, so that only the last rounding of each output loses
+// precision. Otherwise the group takes the wide path.
+//  - Float-family data: products of a few values within 1.4e-45 .. 3.4e38 are
+//    normal in double; only sigma(z) = e^z for z < -700 is subnormal there
+//    (and Highway's Exp flushes it to 0 on SSE4 and the portable target).
+//  - float64 data: every x, z, dy and g of the group must be 0 or within
+//    2^-150 .. 2^150; with 1/r within 2^+-400 (FastRange) no product of the
+//    kernels then leaves double's normal range. Fuzzing found a z of 7e-317
+//    (silu(z) = z / 2 rounded on the subnormal grid: dx off by 7e-8) and an x
+//    of 2.4e-319 (x / r formed first: y off by 1.3e-8).
+// NaN counts as in range: it propagates the same on either path.
+template <class D, typename T>
+HWY_INLINE hn::Mask<D> Immoderate(D d, const T* HWY_RESTRICT p, int64_t i, size_t tail) {
+  const auto magnitude = hn::Abs(Load(d, p + i, tail));
+  return hn::And(hn::Gt(magnitude, hn::Zero(d)),
+                 hn::Or(hn::Lt(magnitude, hn::Set(d, std::ldexp(1.0, -150))),
+                        hn::Gt(magnitude, hn::Set(d, std::ldexp(1.0, 150)))));
+}
+
+template <class D, typename T, typename TW>
+HWY_INLINE bool GroupInRange(D d, const T* HWY_RESTRICT x, const T* HWY_RESTRICT z, const T* HWY_RESTRICT dy,
+                             const TW* HWY_RESTRICT g, int64_t m) {
+  auto out = hn::Zero(d);
+  ForVectors(d, m, [&](int64_t i, size_t tail) {
+    auto bad = hn::Lt(Load(d, z + i, tail), hn::Set(d, -700.0));
+    if constexpr (std::is_same_v<T, double>) {
+      bad = hn::Or(bad, hn::Or(Immoderate(d, x, i, tail), Immoderate(d, z, i, tail)));
+      if (dy) bad = hn::Or(bad, Immoderate(d, dy, i, tail));
+      if (g) bad = hn::Or(bad, Immoderate(d, g, i, tail));
+    }
+    out = hn::IfThenElse(bad, hn::Set(d, 1.0), out);
+  });
+  return hn::AllTrue(d, hn::Eq(out, hn::Zero(d)));
+}
+
 template <typename T, bool kBefore>
-double GroupSquares(const T* HWY_RESTRICT x, const T* HWY_RESTRICT z, Arith<T>* HWY_RESTRICT u, int64_t m) {
-  const hn::ScalableTag<Arith<T>> d;
+double GroupSquares(const T* HWY_RESTRICT x, const T* HWY_RESTRICT z, double* HWY_RESTRICT u, int64_t m) {
+  const hn::ScalableTag<double> d;
   double total = 0.0;
   for (int64_t b = 0; b < m; b += kBlockElements) {
     const int64_t count = std::min(m - b, kBlockElements);
@@ -134,10 +174,10 @@ template <int kGate>
 inline constexpr bool kAfterGate = kGate == static_cast<int>(Gate::kAfterNorm);
 
 template <typename T, typename TW, int kGate, bool kWeight>
-void GatedForwardRow(const ForwardPlan& p, const calls::Gating& gating, int64_t row, std::vector<Arith<T>>& scratch) {
+void GatedForwardRow(const ForwardPlan& p, const calls::Gating& gating, int64_t row, std::vector<double>& scratch) {
   using A = Arith<T>;
   constexpr bool kBefore = kBeforeGate<kGate>, kAfter = kAfterGate<kGate>;
-  const hn::ScalableTag<A> d;
+  const hn::ScalableTag<double> d;
   const int64_t m = gating.group_size, groups = p.norm.n / m;
   const NormParams norm = GroupNorm(p.norm, m);
   const T* x = row_pointer<T>(p.x, row, p.x_stride);
@@ -149,12 +189,13 @@ void GatedForwardRow(const ForwardPlan& p, const calls::Gating& gating, int64_t 
     const T* zg = kGate ? z + c0 : nullptr;
     const RowStatistics st =
         finalize_statistics(norm, RowMean{}, GroupSquares<T, kBefore>(x + c0, zg, scratch.data(), m), std::is_same_v<T, double>);
-    if (!st.fast || !p.weight_in_range || (kGate && !GateInRange(d, zg, m))) {
+    if (!st.fast || !p.weight_in_range ||
+        (kGate && !GroupInRange(d, x + c0, zg, static_cast<const T*>(nullptr), kWeight ? g + c0 : nullptr, m))) {
       slow_gated_forward_group(p, gating, row, group);
       continue;
     }
     if (p.saved_inv_rms) static_cast<A*>(p.saved_inv_rms)[row * groups + group] = static_cast<A>(st.inv_r);
-    const auto inv_r = hn::Set(d, static_cast<A>(st.inv_r));
+    const auto inv_r = hn::Set(d, st.inv_r);
     ForVectors(d, m, [&](int64_t i, size_t tail) {
       auto v = kBefore ? Load(d, scratch.data() + i, tail) : Load(d, x + c0 + i, tail);
       // u * (1/r * g): 1/r * g is a normal number (weight_in_range), as in forward.cpp.
@@ -172,7 +213,7 @@ void GatedForwardRow(const ForwardPlan& p, const calls::Gating& gating, int64_t 
 void GatedForwardRowsImpl(const ForwardPlan& p, const calls::Gating& gating, int64_t row_begin, int64_t row_end) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
-    std::vector<Arith<T>> scratch(gating.gate == Gate::kBeforeNorm ? static_cast<size_t>(gating.group_size) : 0);
+    std::vector<double> scratch(gating.gate == Gate::kBeforeNorm ? static_cast<size_t>(gating.group_size) : 0);
     with_flags(
         [&](auto before, auto after, auto weight) {
           constexpr int kGate = flag_v<decltype(before)>   ? static_cast<int>(Gate::kBeforeNorm)
@@ -189,12 +230,12 @@ void GatedForwardRowsImpl(const ForwardPlan& p, const calls::Gating& gating, int
 }
 
 template <typename T, typename TW, int kGate, bool kWeight, bool kDweight>
-void GatedBackwardRow(const BackwardPlan& p, const calls::Gating& gating, int64_t row, std::vector<Arith<T>>& scratch,
+void GatedBackwardRow(const BackwardPlan& p, const calls::Gating& gating, int64_t row, std::vector<double>& scratch,
                       GradAccumulator& acc) {
   using A = Arith<T>;
   constexpr bool kBefore = kBeforeGate<kGate>, kAfter = kAfterGate<kGate>;
   constexpr bool kDouble = std::is_same_v<T, double>;
-  const hn::ScalableTag<A> d;
+  const hn::ScalableTag<double> d;
   const int64_t m = gating.group_size, groups = p.norm.n / m;
   const NormParams norm = GroupNorm(p.norm, m);
   const T* x = row_pointer<T>(p.x, row, p.x_stride);
@@ -240,14 +281,15 @@ void GatedBackwardRow(const BackwardPlan& p, const calls::Gating& gating, int64_
       sums += block;
     }
     const RowGradient grad = finalize_gradient(norm, st, sums, kDouble);
-    if (!st.fast || !grad.fast || !p.weight_in_range || (kGate && !GateInRange(d, zg, m))) {
+    if (!st.fast || !grad.fast || !p.weight_in_range ||
+        (kGate && !GroupInRange(d, x + c0, zg, dy + c0, kWeight ? g + c0 : nullptr, m))) {
       slow_gated_backward_group(p, gating, row, group, acc);
       continue;
     }
     // du = a gy - u coef; with the gate before: dx = du silu(z), dz = du (x silu'(z));
     // after: dx = du, dz = dy gain (u / r) silu'(z).
-    const auto a = hn::Set(d, static_cast<A>(grad.a)), coef = hn::Set(d, static_cast<A>(grad.coef));
-    const auto inv_r = hn::Set(d, static_cast<A>(st.inv_r));
+    const auto a = hn::Set(d, grad.a), coef = hn::Set(d, grad.coef);
+    const auto inv_r = hn::Set(d, st.inv_r);
     ForVectors(d, m, [&](int64_t i, size_t tail) {
       const int64_t c = c0 + i;
       const auto dyv = Load(d, dy + c, tail);
@@ -281,7 +323,7 @@ void GatedBackwardRowsImpl(const BackwardPlan& p, const calls::Gating& gating, i
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
     constexpr bool kDouble = std::is_same_v<T, double>;
-    std::vector<Arith<T>> scratch(gating.gate == Gate::kBeforeNorm ? static_cast<size_t>(gating.group_size) : 0);
+    std::vector<double> scratch(gating.gate == Gate::kBeforeNorm ? static_cast<size_t>(gating.group_size) : 0);
     with_flags(
         [&](auto before, auto after, auto weight, auto dweight) {
           constexpr int kGate = flag_v<decltype(before)>   ? static_cast<int>(Gate::kBeforeNorm)
