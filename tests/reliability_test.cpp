@@ -393,6 +393,31 @@ TEST_P(EveryTarget, AGradientCoefficientBelowDoublesRangeTakesTheWidePath) {
   ASSERT_EQ(check_backward_outputs(o, x, dy, weight, g.dx, g.dweight.data(), DType::kFloat64, nullptr), "");
 }
 
+// pRMSNorm with an infinite bias (fuzzer, fuzz/corpus/regression-bfloat16-
+// partial-infinite-bias-overflowing-product): past k, x (1/r g) = -5.8e39 is
+// beyond float, and without FMA (SSE4, the portable target) the product
+// overflowed to -inf before the bias +inf was added, giving NaN where the
+// exact sum is +inf.
+TEST_P(EveryTarget, AnInfiniteBiasPastPartialKIsInfinityNotNaN) {
+  const NormOptions o = rms(0.1);  // n = 3: k = 1
+  const TypedMatrix x = matrix_of(DType::kBFloat16, 1, 3, {-7.1411281812453966e-37, -9.2444637330587321e-33, 1.1646539889596858e+31});
+  const TypedVector weight = vector_of(DType::kBFloat16, {-1646592, -1646592, -1646592});
+  const TypedVector bias = vector_of(DType::kBFloat16, {-1646592, 0, INFINITY});
+  TypedMatrix y = make_matrix(DType::kBFloat16, 1, 3, 3);
+  ForwardArgs a;
+  a.rows = 1;
+  a.n = 3;
+  a.x = {x.data(), DType::kBFloat16, 3};
+  a.y = {y.data(), DType::kBFloat16, 3};
+  a.weight = {weight.data(), DType::kBFloat16};
+  a.bias = {bias.data(), DType::kBFloat16};
+  forward(o, a);
+  const reference::ForwardResult want = reference::forward(o, x.values(), weight.values, bias.values);
+  ASSERT_TRUE(std::isinf(want.y.at(0, 2)) && want.y.at(0, 2) > 0);
+  EXPECT_EQ(y.get(0, 2), INFINITY);
+  EXPECT_TRUE(std::isfinite(y.get(0, 0)) && std::isfinite(y.get(0, 1)));
+}
+
 // dweight with a zero weight and a huge dy (fuzzer, fuzz/corpus/regression-
 // dweight-zero-weight-huge-dy): gy = dy * g is 0, so the fast path's bound on
 // sum |gy| said nothing about dy, and each row's term dy * x / r = +-9e40

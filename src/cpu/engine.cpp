@@ -227,6 +227,16 @@ Plan plan_for(const Call& call, const void* bias) {
   if (plan.weight) {
     plan.weight_in_range = weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
   }
+  if constexpr (std::is_same_v<Plan, ForwardPlan>) {
+    // pRMSNorm's elements past k are not bounded by r: x (1/r g) can overflow
+    // there, and without FMA (SSE4, the portable target) -inf + an infinite
+    // bias gave NaN where the exact sum is +inf (found by fuzzing). An
+    // infinite bias sends such calls to the wide path; a finite one only
+    // rounds the overflow the way the exact result overflows.
+    if (plan.bias && call.norm.k < n) {
+      plan.weight_in_range = plan.weight_in_range && parameters_finite(plan.simd_index, plan.bias, plan.param_dtype, n);
+    }
+  }
   return plan;
 }
 

@@ -337,6 +337,23 @@ bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_
   return false;
 }
 
+// Whether every value is finite (NaN counts: it propagates the same on either
+// path), checked in the values' own float or double type. Subnormal values
+// also answer false (WeightInRangeT's lower bound): a rare slow call.
+bool ParametersFiniteImpl(const void* v, DType dtype, int64_t n) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return WeightInRangeT(static_cast<const float*>(v), n, std::numeric_limits<float>::max());
+    case DType::kBFloat16:
+      return WeightInRangeT(static_cast<const hwy::bfloat16_t*>(v), n, std::numeric_limits<float>::max());
+    case DType::kFloat16:
+      return WeightInRangeT(static_cast<const hwy::float16_t*>(v), n, std::numeric_limits<float>::max());
+    case DType::kFloat64:
+      return WeightInRangeT(static_cast<const double*>(v), n, std::numeric_limits<double>::max());
+  }
+  return false;
+}
+
 void ConvertToFloatImpl(DType dtype, const void* in, float* out, int64_t count) {
   const hn::ScalableTag<float> d;
   auto convert = [&](const auto* typed_in) {
@@ -363,6 +380,11 @@ HWY_EXPORT(ForwardColumnsImpl);
 HWY_EXPORT(ConvertFromFloatImpl);
 HWY_EXPORT(ConvertToFloatImpl);
 HWY_EXPORT(WeightInRangeImpl);
+HWY_EXPORT(ParametersFiniteImpl);
+
+bool parameters_finite(size_t simd_index, const void* values, DType dtype, int64_t n) {
+  return RMSNORM_DISPATCH(ParametersFiniteImpl, simd_index)(values, dtype, n);
+}
 
 bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic) {
   return RMSNORM_DISPATCH(WeightInRangeImpl, simd_index)(weight, param_dtype, n, double_arithmetic);

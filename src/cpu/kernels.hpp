@@ -242,6 +242,8 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
 // fast_range(double_arithmetic).scale_limit; NaN counts as in range (it
 // propagates the same on either path). One vector pass, once per call.
 bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic);
+// Whether n values of dtype are all finite (NaN included) and none subnormal.
+bool parameters_finite(size_t simd_index, const void* values, DType dtype, int64_t n);
 
 // ------------------------------------------------------------------ forward
 // Rows [row_begin, row_end), each one whole: statistics, then the output.
