@@ -250,6 +250,28 @@ TEST_P(Gated, NonFiniteAndExtremeGroups) {
   }
 }
 
+// dweight terms on float's subnormal grid (found by the fresh-clone CI run):
+// u / r = silu(-100) / r ~ 3e-42, times dy, is 10.4 units of 2^-149 per row.
+// A float chunk rounded each row's term to 10 units, and the float32 dweight
+// of two rows came out 20 where the exact 20.8 rounds to 21.
+TEST_P(Gated, DweightOfSubnormalTermsIsRoundedOnce) {
+  const NormOptions o = rms();
+  const GatedCase k{o, Gate::kBeforeNorm, 2};
+  const TypedMatrix x = matrix_of(DType::kFloat32, 2, 2, {1, 1, 1, 1});
+  const TypedMatrix z = matrix_of(DType::kFloat32, 2, 2, {-100, 2, -100, 2});
+  const TypedVector weight = vector_of(DType::kFloat32, {1, 1});
+  // dy0 such that dy0 * u0 / r is 10.4 units of 2^-149.
+  const double u_hat = reference::gated_forward(o, x.values(), z.values(), Gate::kBeforeNorm, 2, {}).y.at(0, 0);
+  const double dy0 = 10.4 * std::ldexp(1.0, -149) / u_hat;
+  const TypedMatrix dy = matrix_of(DType::kFloat32, 2, 2, {dy0, 1, dy0, 1});
+  const GatedOutputs out = run(k, x, z, dy, weight);
+  const reference::GatedBackwardResult want =
+      reference::gated_backward(o, x.values(), z.values(), dy.values(), Gate::kBeforeNorm, 2, weight.values);
+  float dweight0 = 0;
+  std::memcpy(&dweight0, out.dweight.data(), sizeof dweight0);
+  EXPECT_EQ(dweight0, static_cast<float>(want.dweight[0])) << "reference " << want.dweight[0];
+}
+
 TEST(GatedBadInput, EachBadArgumentIsRejectedAndNothingWritten) {
   const int64_t rows = 2, n = 12;
   std::vector<float> x(rows * n, 1.0f), z(rows * n, 0.5f), w(n, 0.5f), y(rows * n, -7.0f), dx(rows * n, -7.0f),

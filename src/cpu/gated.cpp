@@ -244,7 +244,11 @@ void GatedBackwardRow(const BackwardPlan& p, const calls::Gating& gating, int64_
   T* dx = row_pointer<T>(p.dx, row, p.dx_stride);
   T* dz = kGate ? row_pointer<T>(gating.dz, row, gating.dz_stride) : nullptr;
   const auto* g = static_cast<const TW*>(p.weight);
-  A* chunk = kDweight ? static_cast<A*>(acc.chunk_dweight) : nullptr;
+  // dweight's chunk is double, like the lanes (gated_engine.cpp lays it out):
+  // a float chunk rounded terms of 1e-44 (u / r with silu(z) ~ e^-100) on
+  // float's subnormal grid once per row, and a float32 dweight of two rows
+  // came out a unit off (found by the fresh-clone CI run).
+  double* chunk = kDweight ? static_cast<double*>(acc.chunk_dweight) : nullptr;
   for (int64_t group = 0; group < groups; ++group) {
     const int64_t c0 = group * m;
     const T* zg = kGate ? z + c0 : nullptr;
@@ -322,7 +326,6 @@ void GatedBackwardRowsImpl(const BackwardPlan& p, const calls::Gating& gating, i
                            GradAccumulator& acc) {
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto tw) {
     using T = decltype(t);
-    constexpr bool kDouble = std::is_same_v<T, double>;
     std::vector<double> scratch(gating.gate == Gate::kBeforeNorm ? static_cast<size_t>(gating.group_size) : 0);
     with_flags(
         [&](auto before, auto after, auto weight, auto dweight) {
@@ -335,7 +338,7 @@ void GatedBackwardRowsImpl(const BackwardPlan& p, const calls::Gating& gating, i
               GatedBackwardRow<T, decltype(tw), kGate, flag_v<decltype(weight)>, flag_v<decltype(dweight)>>(
                   p, gating, row, scratch, acc);
               if (flag_v<decltype(dweight)> && ++acc.rows_in_chunk == kRowsPerChunk) {
-                flush_chunk(acc, kDouble, 0, p.norm.n);
+                flush_chunk(acc, /*double_arithmetic=*/true, 0, p.norm.n);
                 acc.rows_in_chunk = 0;
               }
             }

@@ -21,7 +21,9 @@ void run_gated_forward(const calls::ForwardCall& call, const calls::Gating& gati
 void run_gated_backward(const calls::BackwardCall& call, const calls::Gating& gating, int threads,
                         const Vector& dweight) {
   const BackwardPlan plan = backward_plan_for(call);
-  const bool dbl = plan.dtype == DType::kFloat64;
+  // The gated kernels run in double lanes whatever the dtype, and so does
+  // their dweight chunk.
+  const bool dbl = true;
   const Accumulators accumulators(call.norm.n, dbl, threads, plan.want_dweight);
   if (call.rows > 0) {
 #pragma omp parallel num_threads(threads)
