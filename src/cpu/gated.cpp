@@ -41,7 +41,10 @@ template <class D>
 HWY_INLINE Sigmoids<D> SigmoidOf(D d, hn::VFromD<D> z) {
   using A = hn::TFromD<D>;
   const auto one = hn::Set(d, A{1});
-  const auto e = hn::Exp(d, hn::Neg(hn::Abs(z)));
+  // NaN never reaches Exp: its emulated target (EMU128) converts to int32 with
+  // a cast that is undefined behaviour for NaN (UBSan, in the fuzzer). A NaN
+  // z still makes silu and silu' NaN, through the factor z.
+  const auto e = hn::Exp(d, hn::IfThenZeroElse(hn::IsNaN(z), hn::Neg(hn::Abs(z))));
   const auto denominator = hn::Add(one, e);
   const auto small = hn::Div(e, denominator), large = hn::Div(one, denominator);
   const auto negative = hn::Lt(z, hn::Zero(d));
