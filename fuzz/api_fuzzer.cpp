@@ -246,7 +246,9 @@ int gated_case(Input& in, const GatedCall& c, const std::vector<unsigned char>& 
   const uint8_t group_byte = in.byte();
   int64_t group_size = 0;
   if (group_byte >= 0xF8) {  // sizes that may not divide n
-    const int64_t odd[] = {-1, c.n + 1, 7, 3, 0, 2, 5, c.n};
+    // n + 1 only for the small shapes: n may be INT64_MAX here (UBSan found
+    // the harness's own overflow).
+    const int64_t odd[] = {-1, c.small ? c.n + 1 : 2, 7, 3, 0, 2, 5, c.n};
     group_size = odd[group_byte - 0xF8];
   } else if (c.small) {
     std::vector<int64_t> divisors;
