@@ -108,15 +108,13 @@ CenteredStatistic centered_statistic(const NormParams& global, double sum, const
   return {corrected_mean(m, round1[1], global.n, dbl), corrected_squares(round1[0], round1[1], global.n)};
 }
 
-// The same statistics in long double, for the wide path.
-WideRowStatistics wide_statistics(const NormParams& global, const RowMean& mean, double squares) {
+// RMSNorm's statistics in long double, for the wide path.
+WideRowStatistics wide_rms_statistics(const NormParams& global, double squares) {
+  if (!std::isfinite(squares)) return {kNaN, kNaN, kNaN};
   WideRowStatistics st;
-  if (!std::isfinite(squares) || !std::isfinite(mean.hi) || !std::isfinite(mean.lo)) return {kNaN, kNaN, kNaN};
-  const long double count = static_cast<long double>(global.centered ? global.n : global.k);
-  const long double ms = static_cast<long double>(squares) / count;
-  st.mean = static_cast<long double>(mean.hi) + mean.lo;
+  const long double ms = static_cast<long double>(squares) / static_cast<long double>(global.k);
   st.s = std::sqrt(ms);
-  st.r = global.eps_outside && !global.centered ? st.s + global.eps : std::sqrt(ms + global.eps);
+  st.r = global.eps_outside ? st.s + global.eps : std::sqrt(ms + global.eps);
   return st;
 }
 
@@ -195,24 +193,19 @@ void run_shard_forward_apply(const calls::ForwardCall& call, const NormParams& g
   const bool dbl = plan.dtype == DType::kFloat64;
   for_row_ranges(threads, call.rows, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      RowMean mean;
-      double squares = reduced_round0[row * kShardSumsPerRow];
-      WideRowStatistics wide;
-      if (global.centered) {
-        const double* round1 = reduced_round1 + row * kShardSumsPerRow;
-        const CenteredStatistic c = centered_statistic(global, squares, round1, dbl);
-        wide = wide_centered_statistics(global, squares, round1, dbl);
-        mean = c.mean;
-        squares = c.squares;
-      } else {
-        wide = wide_statistics(global, mean, squares);
-      }
-      RowStatistics st = finalize_statistics(global, mean, squares, dbl);
+      const double sum = reduced_round0[row * kShardSumsPerRow];  // of squares (RMSNorm) or of x (LayerNorm)
+      const double* round1 = global.centered ? reduced_round1 + row * kShardSumsPerRow : nullptr;
+      CenteredStatistic c{RowMean{}, sum};
+      if (global.centered) c = centered_statistic(global, sum, round1, dbl);
+      const RowStatistics st = finalize_statistics(global, c.mean, c.squares, dbl);
       if (st.fast && plan.weight_in_range) {
         forward_columns(plan, row, 0, call.norm.n, st);
-      } else {
-        slow_forward_apply(plan, row, row_of(plan.x, plan.dtype, row, plan.x_stride), 0, call.norm.n, wide);
+        continue;
       }
+      // The wide path's statistics, formed only for the rows that take it.
+      const WideRowStatistics wide =
+          global.centered ? wide_centered_statistics(global, sum, round1, dbl) : wide_rms_statistics(global, sum);
+      slow_forward_apply(plan, row, row_of(plan.x, plan.dtype, row, plan.x_stride), 0, call.norm.n, wide);
     }
   });
 }
