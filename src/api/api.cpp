@@ -35,20 +35,6 @@ void check_parameters(const ConstVector& weight, const ConstVector& bias, DType 
 
 bool is_sixteen_bit(DType dtype) { return dtype == DType::kBFloat16 || dtype == DType::kFloat16; }
 
-// A gain of offset + g needs a g, and the offset is added in the arithmetic
-// type (float32 unless the data are float64), so it must be a float32 there.
-void check_weight_offset(const NormOptions& options, const ConstVector& weight, DType data_dtype) {
-  if (options.weight_offset != 0 && !weight.data) {
-    throw Error("options.weight_offset: " + std::to_string(options.weight_offset) +
-                " needs a weight (the gain is offset + weight), but weight.data is null");
-  }
-  if (data_dtype != DType::kFloat64 && std::fabs(options.weight_offset) > std::numeric_limits<float>::max()) {
-    throw Error("options.weight_offset: expected a value within float32's range for " +
-                std::string(dtype_name(data_dtype)) + " data (it is added in float32), got " +
-                std::to_string(options.weight_offset));
-  }
-}
-
 // The checks and plan shared by forward and fused_add_forward.
 calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_t n, const ConstMatrix& x,
                               const Matrix& y, const ConstVector& weight, const ConstVector& bias,
@@ -61,7 +47,7 @@ calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_
     throw Error(std::string("y.dtype: expected x's dtype (") + dtype_name(x.dtype) + "), got " + dtype_name(y.dtype));
   }
   check_parameters(weight, bias, x.dtype);
-  check_weight_offset(options, weight, x.dtype);
+  api::check_weight_offset(options, weight, x.dtype);
   const DType stats_dtype = statistics_dtype(x.dtype);
   inputs.push_back(api::vector_region("weight", weight.data, weight.dtype, n));
   inputs.push_back(api::vector_region("bias", bias.data, bias.dtype, n));
@@ -155,6 +141,20 @@ DType parse_dtype(const std::string& name) {
 
 namespace api {
 
+// A gain of offset + g needs a g, and the offset is added in the arithmetic
+// type (float32 unless the data are float64), so it must be a float32 there.
+void check_weight_offset(const NormOptions& options, const ConstVector& weight, DType data_dtype) {
+  if (options.weight_offset != 0 && !weight.data) {
+    throw Error("options.weight_offset: " + std::to_string(options.weight_offset) +
+                " needs a weight (the gain is offset + weight), but weight.data is null");
+  }
+  if (data_dtype != DType::kFloat64 && std::fabs(options.weight_offset) > std::numeric_limits<float>::max()) {
+    throw Error("options.weight_offset: expected a value within float32's range for " +
+                std::string(dtype_name(data_dtype)) + " data (it is added in float32), got " +
+                std::to_string(options.weight_offset));
+  }
+}
+
 calls::NormParams norm_params(const NormOptions& o, int64_t n) {
   calls::NormParams p;
   p.centered = o.kind == NormKind::kLayerNorm;
@@ -216,7 +216,7 @@ calls::BackwardCall backward_plan(const NormOptions& options, const BackwardArgs
     }
   }
   api::check_parameter("weight", a.weight, a.x.dtype);
-  check_weight_offset(options, a.weight, a.x.dtype);
+  api::check_weight_offset(options, a.weight, a.x.dtype);
   if (a.dweight.data) {
     if (!a.weight.data) throw Error("dweight: requested, but there is no weight (weight.data is null)");
     if (a.dweight.dtype != a.weight.dtype) {

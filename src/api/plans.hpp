@@ -8,6 +8,10 @@
 
 namespace rmsnorm::api {
 
+// A gain of offset + g needs a g, and for non-float64 data the offset must
+// be a float32 (it is added in float32).
+void check_weight_offset(const NormOptions& options, const ConstVector& weight, DType data_dtype);
+
 // The norm over rows of n: LayerNorm or RMSNorm, eps, and k = partial_count(n, p).
 calls::NormParams norm_params(const NormOptions& options, int64_t n);
 

@@ -141,10 +141,7 @@ void shard_backward_sums(const NormOptions& options, const ShardBackwardArgs& a,
                 dtype_name(a.dy.dtype));
   }
   api::check_parameter("weight", a.weight, a.x.dtype);
-  if (options.weight_offset != 0 && !a.weight.data) {
-    throw Error("options.weight_offset: " + std::to_string(options.weight_offset) +
-                " needs a weight (the gain is offset + weight), but weight.data is null");
-  }
+  api::check_weight_offset(options, a.weight, a.x.dtype);
   check_saved(options, a.saved);
   check_sums_pointer("sums", sums, a.rows, "rows x kShardSumsPerRow doubles");
   const Region out = sums_region("sums", sums, a.rows);
