@@ -10,7 +10,16 @@ from ._library import load_library
 load_library()
 
 from .convert import Change, convert  # noqa: E402
-from .functional import fused_add_rms_norm, layer_norm, rms_norm  # noqa: E402
+from .functional import (  # noqa: E402
+    add_rms_norm,
+    fused_add_rms_norm,
+    gated_rms_norm,
+    layer_norm,
+    layer_norm_,
+    rms_norm,
+    rms_norm_,
+)
 from .modules import LayerNorm, RMSNorm  # noqa: E402
 
-__all__ = ["RMSNorm", "LayerNorm", "rms_norm", "layer_norm", "fused_add_rms_norm", "convert", "Change"]
+__all__ = ["RMSNorm", "LayerNorm", "rms_norm", "rms_norm_", "layer_norm", "layer_norm_", "add_rms_norm",
+           "gated_rms_norm", "fused_add_rms_norm", "convert", "Change"]

@@ -36,9 +36,12 @@ class RMSNorm(nn.Module):
 
     p < 1 estimates the RMS from the first ceil(n * p) elements (pRMSNorm).
     eps=None uses torch.finfo(x.dtype).eps at run time, as torch.nn.RMSNorm does.
+    weight_offset: the gain is weight_offset + weight (Gemma stores weight - 1 and uses 1).
+    rounding: "single" or "before_weight" for bfloat16/float16 data (see rmsnorm.presets).
     """
 
-    __constants__ = ["normalized_shape", "eps", "elementwise_affine", "p", "eps_placement"]
+    __constants__ = ["normalized_shape", "eps", "elementwise_affine", "p", "eps_placement", "weight_offset",
+                     "rounding"]
 
     def __init__(
         self,
@@ -50,8 +53,14 @@ class RMSNorm(nn.Module):
         bias: bool = False,
         device=None,
         dtype=None,
+        weight_offset: float = 0.0,
+        rounding: str = "single",
     ) -> None:
         super().__init__()
+        if rounding not in ("single", "before_weight"):
+            raise ValueError(f'RMSNorm: rounding must be "single" or "before_weight", got {rounding!r}')
+        if weight_offset != 0.0 and not elementwise_affine:
+            raise ValueError("RMSNorm: weight_offset needs elementwise_affine=True (the gain is offset + weight)")
         if not 0.0 < p <= 1.0:
             raise ValueError(f"RMSNorm: p must be in (0, 1], got {p}")
         if eps_placement not in ("inside", "outside"):
@@ -63,14 +72,19 @@ class RMSNorm(nn.Module):
         self.elementwise_affine = elementwise_affine
         self.p = p
         self.eps_placement = eps_placement
+        self.weight_offset = float(weight_offset)
+        self.rounding = rounding
         _register_affine(self, elementwise_affine, bias, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _reset_affine(self)
+        if self.weight is not None and self.weight_offset != 0.0:
+            nn.init.constant_(self.weight, 1.0 - self.weight_offset)  # a gain of 1 to start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, self.p, self.eps_placement)
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, self.p, self.eps_placement,
+                          self.weight_offset, self.rounding)
 
     def extra_repr(self) -> str:
         text = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -78,6 +92,10 @@ class RMSNorm(nn.Module):
             text += f", p={self.p}"
         if self.eps_placement != "inside":
             text += f", eps_placement={self.eps_placement!r}"
+        if self.weight_offset != 0.0:
+            text += f", weight_offset={self.weight_offset}"
+        if self.rounding != "single":
+            text += f", rounding={self.rounding!r}"
         return text
 
 

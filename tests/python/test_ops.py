@@ -163,9 +163,10 @@ def test_fused_add_rms_norm_matches_vllm_semantics():
         (lambda: torch.ops.rmsnorm.rms_norm(torch.randn(3, 4), [4], None, None, -1.0, 1.0, "inside"), "eps must"),
         (lambda: rmsnorm.rms_norm(torch.ones(3, 4, dtype=torch.int32), [4], eps=1e-5), "must be float32"),
         (lambda: rmsnorm.layer_norm(torch.randn(3, 4), []), "at least one dimension"),
-        (lambda: rmsnorm.fused_add_rms_norm(torch.randn(3, 4), torch.randn(3, 5), torch.ones(4)), "same shape"),
+        (lambda: rmsnorm.fused_add_rms_norm(torch.randn(3, 4), torch.randn(3, 5), torch.ones(4)),
+         "residual must have input's shape"),
         (lambda: rmsnorm.fused_add_rms_norm(torch.randn(3, 4, requires_grad=True), torch.randn(3, 4), torch.ones(4)),
-         "not differentiable"),
+         "inference form"),
     ],
 )
 def test_bad_arguments_raise_runtime_error_with_message(call, message):
@@ -185,12 +186,6 @@ def test_bad_arguments_raise_runtime_error_with_message(call, message):
 def test_bad_python_arguments_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
-
-
-def test_tensors_on_unsupported_devices_are_rejected_by_name():
-    # The meta device has no data: the ops must refuse it, naming the device.
-    with pytest.raises(RuntimeError, match="input is on meta"):
-        rmsnorm.rms_norm(torch.empty(3, 4, device="meta"), [4])
 
 
 def _cuda_or_skip():

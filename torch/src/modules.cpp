@@ -35,7 +35,10 @@ void RMSNormImpl::pretty_print(std::ostream& stream) const {
     stream << "None";
   }
   stream << ", elementwise_affine=" << (options.elementwise_affine() ? "True" : "False") << ", p=" << options.p()
-         << ", eps_placement=" << options.eps_placement() << ")";
+         << ", eps_placement=" << options.eps_placement();
+  if (options.weight_offset() != 0) stream << ", weight_offset=" << options.weight_offset();
+  if (options.rounding() != "single") stream << ", rounding=" << options.rounding();
+  stream << ")";
 }
 
 ::torch::Tensor RMSNormImpl::forward(const ::torch::Tensor& input) {
@@ -59,7 +62,7 @@ void RMSNormImpl::pretty_print(std::ostream& stream) const {
   }
   return rmsnorm::torch::rms_norm(input, options.normalized_shape(), weight.defined() ? c10::optional<at::Tensor>(weight) : c10::nullopt,
                   bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt, eps, options.p(),
-                  options.eps_placement());
+                  options.eps_placement(), options.weight_offset(), options.rounding());
 }
 
 LayerNormOptions::LayerNormOptions(std::vector<int64_t> normalized_shape)

@@ -23,6 +23,8 @@ struct RMSNormOptions {
   TORCH_ARG(double, p) = 1.0;                     // < 1: pRMSNorm
   TORCH_ARG(std::string, eps_placement) = "inside";  // or "outside" (the paper authors' code)
   TORCH_ARG(bool, bias) = false;
+  TORCH_ARG(double, weight_offset) = 0.0;         // the gain is weight_offset + weight (Gemma: 1)
+  TORCH_ARG(std::string, rounding) = "single";    // or "before_weight" (Llama; SPEC section 7)
 };
 
 class RMSNormImpl : public ::torch::nn::Cloneable<RMSNormImpl> {
