@@ -267,25 +267,43 @@ TEST_P(EveryTarget, LayerNormOfASubnormalRowWhoseMeanIsOffTheFloatGrid) {
 // An infinite float16 weight: IEEE gives +-inf where x - mean is nonzero, and
 // NaN only where it is 0. The weight-range check skipped float16 weights (their
 // finite range is harmless) and let the infinity into x * (1/r * g) - lo * g,
-// which gave NaN (fuzzer). Every dtype's weight is checked now.
+// which gave NaN (fuzzer). Every dtype's weight is checked now. float32
+// weights of float64 data were still let through, as if every float were in
+// double's range (fuzzer: float64 LayerNorm, x = [3.1e-299, 1.2e-125, -2e81,
+// -2e81], weight [..., inf]).
 TEST_P(EveryTarget, InfiniteWeightGivesInfinityNotNaN) {
-  for (DType dtype : {DType::kFloat16, DType::kBFloat16, DType::kFloat32}) {
-    for (const NormOptions& o : {layer_norm(), rms()}) {
-      SCOPED_TRACE(std::string(dtype_name(dtype)) + (o.kind == NormKind::kLayerNorm ? " LayerNorm" : " RMSNorm"));
-      const TypedMatrix x = matrix_of(dtype, 2, 5, {4.58e-5, 9.78e-4, -20, 0, 0, 1, 2, 3, 4, 5});
-      const TypedVector weight = vector_of(dtype, {0.5, 0, 1, INFINITY, -INFINITY});
-      const TypedMatrix y = forward_of(o, x, weight);
-      const reference::Matrix want = reference::forward(o, x.values(), weight.values, {}).y;
-      for (int64_t r = 0; r < 2; ++r) {
-        for (int64_t c = 0; c < 5; ++c) {
-          const double w = want.at(r, c), got = y.get(r, c);
-          ASSERT_EQ(std::isnan(got), std::isnan(w)) << "row " << r << " column " << c << ": " << got << " vs " << w;
-          if (std::isinf(w)) ASSERT_EQ(got, w) << "row " << r << " column " << c;
-          if (std::isfinite(w)) ASSERT_NEAR(got, w, 1e-2 * std::fabs(w) + 1e-6) << "row " << r << " column " << c;
-        }
+  // NaN exactly where IEEE gives NaN, infinities exact, finite values within tolerance.
+  auto check = [](const TypedMatrix& y, const reference::Matrix& want, double tolerance) {
+    for (int64_t r = 0; r < y.rows; ++r) {
+      for (int64_t c = 0; c < y.n; ++c) {
+        const double w = want.at(r, c), got = y.get(r, c);
+        ASSERT_EQ(std::isnan(got), std::isnan(w)) << "row " << r << " column " << c << ": " << got << " vs " << w;
+        if (std::isinf(w)) ASSERT_EQ(got, w) << "row " << r << " column " << c;
+        if (std::isfinite(w)) ASSERT_NEAR(got, w, tolerance * std::fabs(w) + 1e-6) << "row " << r << " column " << c;
       }
     }
+  };
+  const std::pair<DType, DType> cases[] = {{DType::kFloat16, DType::kFloat16},
+                                           {DType::kBFloat16, DType::kBFloat16},
+                                           {DType::kFloat32, DType::kFloat32},
+                                           {DType::kFloat64, DType::kFloat32},
+                                           {DType::kFloat64, DType::kFloat64}};
+  for (const auto& [dtype, weight_dtype] : cases) {
+    for (const NormOptions& o : {layer_norm(), rms()}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " data, " + dtype_name(weight_dtype) + " weight" +
+                   (o.kind == NormKind::kLayerNorm ? ", LayerNorm" : ", RMSNorm"));
+      const TypedMatrix x = matrix_of(dtype, 2, 5, {4.58e-5, 9.78e-4, -20, 0, 0, 1, 2, 3, 4, 5});
+      const TypedVector weight = vector_of(weight_dtype, {0.5, 0, 1, INFINITY, -INFINITY});
+      check(forward_of(o, x, weight), reference::forward(o, x.values(), weight.values, {}).y, 1e-2);
+    }
   }
+  // The fuzzer's row, exactly as found.
+  NormOptions o = layer_norm();
+  o.eps = 1e-6;
+  const TypedMatrix x = matrix_of(DType::kFloat64, 1, 4, {3.1381011957314098e-299, 1.1616134217732493e-125,
+                                                          -1.993854408381186e+81, -1.993854408381186e+81});
+  const TypedVector weight = vector_of(DType::kFloat32, {-6612196.5, -537443.375, -1653049.125, INFINITY});
+  check(forward_of(o, x, weight), reference::forward(o, x.values(), weight.values, {}).y, 1e-12);
 }
 
 // ------------------------------------------------------------------ 7
