@@ -6,7 +6,6 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from . import functional as F
 
 _Shape = Union[int, Sequence[int], torch.Size]
 
@@ -83,8 +82,9 @@ class RMSNorm(nn.Module):
             nn.init.constant_(self.weight, 1.0 - self.weight_offset)  # a gain of 1 to start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, self.p, self.eps_placement,
-                          self.weight_offset, self.rounding)
+        # The op itself (not F.rms_norm) so that torch.jit.script compiles the module.
+        return torch.ops.rmsnorm.rms_norm(x, list(self.normalized_shape), self.weight, self.bias, self.eps, self.p,
+                                          self.eps_placement, self.weight_offset, self.rounding)
 
     def extra_repr(self) -> str:
         text = f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -124,7 +124,7 @@ class LayerNorm(nn.Module):
         _reset_affine(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return torch.ops.rmsnorm.layer_norm(x, list(self.normalized_shape), self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

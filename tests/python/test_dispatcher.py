@@ -296,6 +296,14 @@ def test_torch_jit_script_and_trace():
     assert "rmsnorm::rms_norm" in str(traced.inlined_graph)
 
 
+def test_torch_jit_script_compiles_the_modules():
+    x = torch.randn(3, 16)
+    for module in (rmsnorm.RMSNorm(16), rmsnorm.RMSNorm(16, eps=1e-6, p=0.5, eps_placement="outside"),
+                   rmsnorm.presets.gemma(16), rmsnorm.LayerNorm(16)):
+        scripted = torch.jit.script(module)
+        assert torch.equal(scripted(x), module(x)), repr(module)
+
+
 def test_torch_fx_symbolic_trace_keeps_the_ops():
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), rmsnorm.RMSNorm(16, p=0.5), rmsnorm.LayerNorm(16))
     gm = torch.fx.symbolic_trace(model)
