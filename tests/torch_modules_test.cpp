@@ -38,6 +38,33 @@ TEST(TorchModules, PartialRMSNormUsesTheLeadingElements) {
   EXPECT_TRUE(torch::allclose(norm(x), x / r, 1e-14, 1e-14));
 }
 
+// Gemma's gain (1 + weight) and Llama's rounding from C++, through the same ops
+// as Python: the offset against the formula in float64; before_weight against
+// round(round(x / r) * w) in bfloat16, where the two orders differ somewhere.
+TEST(TorchModules, WeightOffsetAndRoundingOrder) {
+  rmsnorm::torch::RMSNorm gemma(rmsnorm::torch::RMSNormOptions({16}).eps(1e-6).weight_offset(1.0));
+  gemma->to(torch::kFloat64);
+  {
+    torch::NoGradGuard no_grad;
+    gemma->weight.copy_(torch::linspace(-0.5, 0.5, 16, torch::kFloat64));
+  }
+  const auto x = torch::randn({4, 16}, torch::kFloat64);
+  const auto expected = x / torch::sqrt(x.pow(2).mean(-1, true) + 1e-6) * (1.0 + gemma->weight);
+  EXPECT_TRUE(torch::allclose(gemma(x), expected, 1e-13, 1e-13));
+
+  const auto xb = (3 * torch::randn({64, 256})).to(torch::kBFloat16);
+  const auto wb = (1 + 0.1 * torch::randn({256})).to(torch::kBFloat16);
+  const auto before = rmsnorm::torch::rms_norm(xb, {256}, wb, c10::nullopt, 1e-6, 1.0, "inside", 0.0, "before_weight");
+  const auto single = rmsnorm::torch::rms_norm(xb, {256}, wb, c10::nullopt, 1e-6, 1.0, "inside", 0.0, "single");
+  const auto xd = xb.to(torch::kFloat64);
+  const auto t = (xd / torch::sqrt(xd.pow(2).mean(-1, true) + 1e-6)).to(torch::kBFloat16);
+  const auto reference = (t.to(torch::kFloat32) * wb.to(torch::kFloat32)).to(torch::kBFloat16);
+  // Equal but for elements near a rounding boundary of x / r (SPEC section 7).
+  EXPECT_LT((before != reference).sum().item<int64_t>(), 64 * 256 / 100);
+  EXPECT_GT((before != single).sum().item<int64_t>(), 64 * 256 / 100);
+  EXPECT_THROW(rmsnorm::torch::rms_norm(xb, {256}, wb, c10::nullopt, 1e-6, 1.0, "inside", 0.0, "twice"), c10::Error);
+}
+
 TEST(TorchModules, LayerNormMatchesLibTorchForwardAndBackward) {
   rmsnorm::torch::LayerNorm ours(rmsnorm::torch::LayerNormOptions({2, 6}).eps(1e-5));
   torch::nn::LayerNorm theirs(torch::nn::LayerNormOptions({2, 6}).eps(1e-5));
