@@ -28,12 +28,12 @@ inline double ordered_sum(const double* values, int64_t count) {
 ForwardPlan forward_plan_for(const calls::ForwardCall& call);
 BackwardPlan backward_plan_for(const calls::BackwardCall& call);
 
-// The dweight/dbias scratch of one backward call: `count` zeroed
-// accumulators of n columns each (none when `active` is false), in the
-// calling thread's reusable workspace.
+// The dweight/dbias scratch of one backward call: `count` accumulators of n
+// columns each (none when neither is wanted), in the calling thread's
+// reusable workspace; the wanted halves zeroed.
 class Accumulators {
  public:
-  Accumulators(int64_t n, bool double_arithmetic, int count, bool active);
+  Accumulators(int64_t n, bool double_arithmetic, int count, bool want_dweight, bool want_dbias);
   GradAccumulator at(int i) const;
   // Adds accumulators 1.. into 0 in order (deterministic for a given count)
   // and writes dweight / dbias where their data is non-null.
@@ -45,6 +45,7 @@ class Accumulators {
   size_t arith_size_;
   int count_;
   size_t per_accumulator_;
+  bool want_dweight_, want_dbias_;
   unsigned char* base_;
 };
 

@@ -24,7 +24,7 @@ void run_gated_backward(const calls::BackwardCall& call, const calls::Gating& ga
   // The gated kernels run in double lanes whatever the dtype, and so does
   // their dweight chunk.
   const bool dbl = true;
-  const Accumulators accumulators(call.norm.n, dbl, threads, plan.want_dweight);
+  const Accumulators accumulators(call.norm.n, dbl, threads, plan.want_dweight, false);
   if (call.rows > 0) {
 #pragma omp parallel num_threads(threads)
     {

@@ -253,7 +253,7 @@ void run_shard_backward_apply(const calls::BackwardCall& call, const NormParams&
   const int64_t n = call.norm.n;
   const bool dbl = plan.dtype == DType::kFloat64;
   const bool accumulate = plan.want_dweight || plan.want_dbias;
-  const Accumulators accumulators(n, dbl, threads, accumulate);
+  const Accumulators accumulators(n, dbl, threads, plan.want_dweight, plan.want_dbias);
   for_row_ranges(threads, call.rows, [&](int64_t begin, int64_t end) {
     GradAccumulator acc = accumulators.at(thread_index());
     std::vector<GradientSums> blocks(static_cast<size_t>(block_count(n)));
