@@ -385,9 +385,14 @@ Triple add_rms_norm_backward(const at::Tensor& grad_y, const c10::optional<at::T
   a.dh = matrix(g.dx, layout.n);
   a.dweight = {g.dweight.defined() ? g.dweight.data_ptr() : nullptr, params.dtype};
   a.dbias = {g.dbias.defined() ? g.dbias.data_ptr() : nullptr, engine_dtype(h, "h") == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32};
+  // The CUDA backend has no fused residual backward: CUDA tensors are refused by name.
   on_device(
       x, [&] { rmsnorm::fused_add_backward(options, a); },
-      [&](auto stream) { RMSNORM_CUDA_CALL(fused_add_backward(options, a, stream)); });
+      [&](auto stream) {
+        (void)stream;
+        TORCH_CHECK(false, "rmsnorm: add_rms_norm's backward runs on CPU tensors only (the CUDA backend has no "
+                           "fused residual backward); h is on ", x.device());
+      });
   return finish_gradients(g, weight, bias, mask);
 }
 
