@@ -213,6 +213,15 @@ void check_rows(const char* name, const TypedMatrix& got, const rmsnorm::referen
 // x = [-7e-37, 0, -0.03125, 0.03125] the mean (-1.8e-37) cancels terms of
 // 0.008, and no summation short of an exact one gets it to 1e-37 (the long-double
 // reference does not either). 0 for RMSNorm.
+// The offset as the engine adds it: a float32 operand for all but float64
+// data (SPEC section 7 adds it in float32; docs/ENGINE.md). An offset below
+// float32's range adds nothing there: -7.1e-73 plus a zero weight is a zero
+// gain, and zero times an infinite x is NaN (fuzzer), where the exact offset
+// would have given an infinity.
+double offset_as_added(double offset, int dtype) {
+  return static_cast<DType>(dtype) == DType::kFloat64 ? offset : static_cast<double>(static_cast<float>(offset));
+}
+
 double mean_terms(int kind, const rmsnorm::reference::Matrix& x, int64_t row) {
   if (kind != 1) return 0.0;
   double sum = 0.0;  // of |x| / n, which cannot overflow where the row's values do not
@@ -282,7 +291,7 @@ int gated_case(Input& in, const GatedCall& c, const std::vector<unsigned char>& 
   rmsnorm::NormOptions o;
   o.eps_placement = static_cast<rmsnorm::EpsPlacement>(c.placement);
   o.eps = c.eps;
-  o.weight_offset = c.offset;
+  o.weight_offset = offset_as_added(c.offset, c.dtype);
   const rmsnorm::Gate g = static_cast<rmsnorm::Gate>(gate);
   const std::vector<double> wv = as_vector(c.param_dtype, weight, c.n, c.weight_present);
   std::vector<double> gain_terms = wv;
@@ -437,7 +446,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.eps_placement = static_cast<rmsnorm::EpsPlacement>(placement);
   o.eps = eps;
   o.p = p;
-  o.weight_offset = offset;
+  o.weight_offset = offset_as_added(offset, dtype);
   const DType dt = static_cast<DType>(dtype);
   const std::vector<double> w = as_vector(param_dtype, weight, n, weight_present);
   // The gain offset + g is itself a sum, formed in float32 for all but float64

@@ -306,6 +306,50 @@ TEST_P(EveryTarget, InfiniteWeightGivesInfinityNotNaN) {
   check(forward_of(o, x, weight), reference::forward(o, x.values(), weight.values, {}).y, 1e-12);
 }
 
+// The weight offset is a float32 operand for all but float64 data (SPEC
+// section 7: added in float32), on the fast path and the wide one alike. An
+// offset below float32's range then adds nothing: with a zero weight the gain
+// is 0, and an infinite x / r gives NaN. The wide path (a row with r = 0) used
+// the exact offset and gave inf where the fast path gave NaN (fuzzer: 16-bit
+// data, offsets -7.1e-73 and -2.3e-159, a gated row too). float64 data keeps it.
+TEST_P(EveryTarget, AnOffsetBelowFloat32RangeAddsNothingOnEveryPath) {
+  for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kFloat64}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    NormOptions o = rms(0.5, EpsPlacement::kInside, 0.0);
+    o.weight_offset = 1e-50;
+    // Row 0 takes the fast path (r from x[0..1]); row 1 has r = 0 and takes the wide one.
+    const TypedMatrix x = matrix_of(dtype, 2, 4, {1, 2, -INFINITY, 3, 0, 0, 5, 1});
+    const DType weight_dtype = dtype == DType::kFloat16 ? DType::kFloat16 : dtype;
+    const TypedVector weight = vector_of(weight_dtype, {1, 1, 0, 1});
+    const TypedMatrix y = forward_of(o, x, weight);
+    if (dtype == DType::kFloat64) {
+      EXPECT_EQ(y.get(0, 2), -INFINITY);
+      EXPECT_EQ(y.get(1, 2), INFINITY);
+    } else {
+      EXPECT_TRUE(std::isnan(y.get(0, 2))) << y.get(0, 2);
+      EXPECT_TRUE(std::isnan(y.get(1, 2))) << y.get(1, 2);
+    }
+    EXPECT_NEAR(y.get(0, 3), 3 / std::sqrt(2.5), 1e-3);  // elsewhere the gain is the weight
+  }
+  // The gated norm, with the gate after the norm: an infinite gate times a zero gain.
+  NormOptions o;
+  o.weight_offset = -2.2761049594727191e-159;
+  const TypedMatrix x = matrix_of(DType::kFloat16, 1, 2, {1, 2});
+  const TypedMatrix z = matrix_of(DType::kFloat16, 1, 2, {INFINITY, 1});
+  const TypedVector weight = vector_of(DType::kFloat16, {0, 1});
+  TypedMatrix y = make_matrix(DType::kFloat16, 1, 2, 2);
+  GatedForwardArgs a;
+  a.rows = 1;
+  a.n = 2;
+  a.gate = Gate::kAfterNorm;
+  a.x = {x.data(), x.dtype, x.stride};
+  a.z = {z.data(), z.dtype, z.stride};
+  a.y = {y.data(), y.dtype, y.stride};
+  a.weight = {weight.data(), weight.dtype};
+  gated_forward(o, a);
+  EXPECT_TRUE(std::isnan(y.get(0, 0))) << y.get(0, 0);
+}
+
 // ------------------------------------------------------------------ 7
 // The fuzzer's cases, exactly as found.
 TEST_P(EveryTarget, IntermediatesStayInRange) {

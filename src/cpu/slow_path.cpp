@@ -29,11 +29,19 @@ bool row_finite(DType dtype, const void* row, int64_t n) {
   return true;
 }
 
-// The gain of column c: offset + g formed exactly here (the kernels' folded
-// float32 gain can overflow where the exact one does not), or g.
+// The gain of column c, or g. The offset is the operand the kernels add: a
+// float32 for all but float64 data (SPEC section 7), so an offset below
+// float32's range adds nothing on either path (-7.1e-73 plus a zero weight is
+// a zero gain on the fast path; here it was not, and an infinite x gave inf
+// on one path and NaN on the other: fuzzer). The sum is exact here: the
+// kernels' folded float32 gain can overflow where the exact one does not.
 template <class Plan>
 Wide gain(const Plan& plan, int64_t c) {
-  if (plan.weight_offset != 0) return plan.weight_offset + load(plan.unfolded_dtype, plan.unfolded_weight, c);
+  if (plan.weight_offset != 0) {
+    const Wide offset = plan.dtype == DType::kFloat64 ? static_cast<Wide>(plan.weight_offset)
+                                                      : static_cast<Wide>(static_cast<float>(plan.weight_offset));
+    return offset + load(plan.unfolded_dtype, plan.unfolded_weight, c);
+  }
   return load(plan.param_dtype, plan.weight, c);
 }
 
