@@ -192,50 +192,26 @@ void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) 
   if (p.saved_mean) static_cast<A*>(p.saved_mean)[row] = static_cast<A>(st.mean + st.mean_lo);
 }
 
-// Rows whose statistic reads at most this many bytes have theirs computed a few
-// rows at a time before any of them is written: a statistic ends in a chain
-// of dependent operations (the sum's reduction, a division, a square root, a
-// division) that a short row's output pass cannot hide, and independent
-// chains overlap. What they read (at most 4 x 2 KiB) stays in L1 for the
-// output pass; pRMSNorm's long rows batch too, as their statistic reads k only.
-inline constexpr int64_t kBatchedStatisticBytes = 2048;
-inline constexpr int64_t kStatisticBatch = 4;
-
 template <typename T, typename TW>
 void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
-  // (With a residual the whole row is read and written first.)
-  const int64_t statistic_elements = p.norm.centered || p.residual ? n : p.norm.k;
-  const int64_t batch =
-      static_cast<int64_t>(sizeof(T)) * statistic_elements <= kBatchedStatisticBytes ? kStatisticBatch : 1;
-  for (int64_t first = row_begin; first < row_end; first += batch) {
-    const int64_t count = std::min(batch, row_end - first);
-    const T* sources[kStatisticBatch];
-    RowStatistics stats[kStatisticBatch];
-    for (int64_t b = 0; b < count; ++b) {
-      const int64_t row = first + b;
-      const T* src = row_pointer<T>(p.x, row, p.x_stride);
-      if (p.residual) {
-        T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
-        AddResidual(src, residual, n);
-        src = residual;
-      }
-      sources[b] = src;
-      stats[b] = RowStatisticsOf(p.norm, src);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const T* src = row_pointer<T>(p.x, row, p.x_stride);
+    if (p.residual) {
+      T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
+      AddResidual(src, residual, n);
+      src = residual;
     }
-    for (int64_t b = 0; b < count; ++b) {
-      const int64_t row = first + b;
-      const RowStatistics& st = stats[b];
-      if (!st.fast || !p.weight_in_range) {
-        slow_forward_row(p, row, sources[b], 0, n);
-        continue;
-      }
-      SaveStatistics<T>(p, row, st);
-      const bool more = row + 1 < row_end;
-      const T* next = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
-      const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
-      ApplyColumnsFor<T, TW>(p, sources[b], row_pointer<T>(p.y, row, p.y_stride), 0, n, st, next, next_residual);
+    const RowStatistics st = RowStatisticsOf(p.norm, src);
+    if (!st.fast || !p.weight_in_range) {
+      slow_forward_row(p, row, src, 0, n);
+      continue;
     }
+    SaveStatistics<T>(p, row, st);
+    const bool more = row + 1 < row_end;
+    const T* next = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
+    const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
+    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st, next, next_residual);
   }
   if (p.stream_output) hwy::FlushStream();
 }
