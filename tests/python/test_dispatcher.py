@@ -147,6 +147,18 @@ def test_add_rms_norm_trains_both_inputs(use):
     torch.testing.assert_close(y, plain_rms(x + res, 1, w, b), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_add_rms_norm_gives_the_engine_fused_add_bits(dtype):
+    # The functional op forms h with at::add; the in-place inference op adds inside the engine.
+    # SPEC section 8 defines both as round(residual + x) normalized: the same bits.
+    x, res = torch.randn(6, 96).to(dtype), (4 * torch.randn(6, 96)).to(dtype)
+    w = (1 + 0.1 * torch.randn(96)).to(dtype)
+    y, h = rmsnorm.add_rms_norm(x, res, [96], w, eps=1e-6)
+    x_inplace, res_inplace = x.clone(), res.clone()
+    rmsnorm.fused_add_rms_norm(x_inplace, res_inplace, w, 1e-6)
+    assert torch.equal(h, res_inplace) and torch.equal(y, x_inplace)
+
+
 def test_add_rms_norm_leaves_the_residual_argument_unchanged():
     x, res = torch.randn(3, 8), torch.randn(3, 8)
     before = res.clone()

@@ -313,6 +313,10 @@ void check_residual(const at::Tensor& residual, const at::Tensor& input) {
 
 // (y, h, inv_rms): h = input + residual rounded to their dtype (the new
 // residual stream), y = rms_norm(h). Functional: residual is not modified.
+// h is formed by at::add (one pass: read both, write h; the same rounding as
+// the engine's fused add) and then normalized: five matrix passes. Copying
+// residual into h for the engine's in-place fused add would take six; an
+// engine form that reads residual and writes h elsewhere would take four.
 template <Run kRun>
 Triple add_rms_norm_forward(const at::Tensor& input, const at::Tensor& residual, at::IntArrayRef normalized_shape,
                             const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias, double eps,
@@ -323,27 +327,10 @@ Triple add_rms_norm_forward(const at::Tensor& input, const at::Tensor& residual,
   check_settings(eps, p, weight_offset, present(weight));
   const NormOptions options = norm_options(false, eps, p, static_cast<int64_t>(parse_placement(eps_placement)),
                                            weight_offset, parse_rounding(rounding));
-  at::Tensor y = empty_output(input), h = empty_output(input), inv_rms = empty_statistics(input, layout);
-  if (kRun == Run::kShapesOnly || layout.rows == 0) return {y, h, inv_rms};
-  h.copy_(residual);  // the engine adds in place; the caller's residual stays as it was
-  if (layout.n == 0) {
-    fill_undefined_statistics({&inv_rms});
-    return {y, h, inv_rms};
-  }
-  const at::Tensor x = input.contiguous();
-  const EngineParameters params = engine_parameters(weight, bias, input);
-  FusedAddArgs a;
-  a.rows = layout.rows;
-  a.n = layout.n;
-  a.x = const_matrix(x, layout.n);
-  a.residual = matrix(h, layout.n);
-  a.y = matrix(y, layout.n);
-  a.weight = const_vector(params.weight, params.dtype);
-  a.bias = const_vector(params.bias, params.dtype);
-  a.saved = {inv_rms.data_ptr(), nullptr};
-  on_device(
-      x, [&] { rmsnorm::fused_add_forward(options, a); },
-      [&](auto stream) { RMSNORM_CUDA_CALL(fused_add_forward(options, a, stream)); });
+  at::Tensor y = empty_output(input), inv_rms = empty_statistics(input, layout), mean;
+  if (kRun == Run::kShapesOnly) return {y, empty_output(input), inv_rms};
+  at::Tensor h = at::add(input, residual).contiguous();
+  forward_into(h, layout, weight, bias, options, y, inv_rms, mean);
   return {y, h, inv_rms};
 }
 
