@@ -350,6 +350,31 @@ TEST_P(EveryTarget, AnOffsetBelowFloat32RangeAddsNothingOnEveryPath) {
   EXPECT_TRUE(std::isnan(y.get(0, 0))) << y.get(0, 0);
 }
 
+// Past pRMSNorm's k, x is not bounded by r: x (1/r g) can overflow where
+// x (1/r g) + b does not. FMA targets round once; SSE4 and SCALAR rounded the
+// product to -inf first (fuzzer: bfloat16, k = 1 of 3, exact -9.9e37). Such
+// columns now take the wide path there.
+TEST_P(EveryTarget, AProductPastKThatOverflowsBeforeTheBiasIsAdded) {
+  NormOptions o = rms(0.1);  // k = ceil(3 * 0.1) = 1
+  o.weight_offset = -0.5;
+  const TypedMatrix x = matrix_of(DType::kBFloat16, 1, 3, {-1044480, -8.1748708974967188e-25, 2.7780865111904742e+38});
+  const TypedVector weight = vector_of(DType::kBFloat16, {-1646592, -1646592, -1646592});
+  const TypedVector bias = vector_of(DType::kBFloat16, {-0.0, 3.3895313892515355e+38, 3.3895313892515355e+38});
+  TypedMatrix y = make_matrix(DType::kBFloat16, 1, 3, 3);
+  ForwardArgs a;
+  a.rows = 1;
+  a.n = 3;
+  a.x = {x.data(), x.dtype, x.stride};
+  a.y = {y.data(), y.dtype, y.stride};
+  a.weight = {weight.data(), weight.dtype};
+  a.bias = {bias.data(), bias.dtype};
+  forward(o, a);
+  const double want = reference::forward(o, x.values(), weight.values, bias.values).y.at(0, 2);
+  ASSERT_TRUE(std::isfinite(want));
+  EXPECT_TRUE(std::isfinite(y.get(0, 2))) << y.get(0, 2) << " where the exact result is " << want;
+  EXPECT_NEAR(y.get(0, 2), want, 0.01 * std::fabs(want));
+}
+
 // ------------------------------------------------------------------ 7
 // The fuzzer's cases, exactly as found.
 TEST_P(EveryTarget, IntermediatesStayInRange) {

@@ -185,6 +185,52 @@ void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64
       p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
 
+// Without FMA (SSE4 and the portable targets) y = x (1/r g) + b rounds the
+// product before the bias is added. Past pRMSNorm's k, x is not bounded by r,
+// and the product can overflow where its sum with the bias does not (fuzzer:
+// bfloat16, x = 2.8e38 past k = 1, product -4.4e38, bias +3.4e38, exact
+// -9.9e37; FMA targets round once and were right). Whether a product of
+// columns [c0, c1) past k overflows the arithmetic type.
+template <typename T, typename TW>
+bool ProductOverflowsPastK(const ForwardPlan& p, const T* HWY_RESTRICT x, int64_t c0, int64_t c1, double inv_r_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
+  const auto* g = static_cast<const TW*>(p.weight);
+  auto largest = hn::Zero(d);
+  auto visit = [&](hn::VFromD<decltype(d)> v, hn::VFromD<decltype(d)> scale) {
+    const auto product = hn::Abs(hn::Mul(v, scale));
+    largest = hn::Max(largest, hn::IfThenZeroElse(hn::IsNaN(product), product));  // NaN propagates alike
+  };
+  int64_t i = std::max(c0, p.norm.k);
+  for (; i + N <= c1; i += N) visit(LoadAs(d, x + i), g ? hn::Mul(inv_r, LoadAs(d, g + i)) : inv_r);
+  if (i < c1) {
+    const size_t remaining = static_cast<size_t>(c1 - i);
+    visit(LoadTail(d, x + i, remaining), g ? hn::Mul(inv_r, LoadTail(d, g + i, remaining)) : inv_r);
+  }
+  return hn::GetLane(hn::MaxOfLanes(d, largest)) > std::numeric_limits<A>::max();
+}
+
+// The fast statistics for the wide path's apply (x / r in long double).
+WideRowStatistics WideFromFast(const RowStatistics& st) {
+  WideRowStatistics wide;
+  wide.mean = static_cast<long double>(st.mean) + st.mean_lo;
+  wide.r = 1.0L / static_cast<long double>(st.inv_r);
+  return wide;
+}
+
+// Whether columns [c0, c1) of this row must be applied in the wide path
+// (see ProductOverflowsPastK): never on targets with FMA.
+template <typename T, typename TW>
+bool ApplyNeedsWidePath(const ForwardPlan& p, const T* x, int64_t c0, int64_t c1, const RowStatistics& st) {
+  if constexpr (HWY_NATIVE_FMA) {
+    return false;
+  } else {
+    return p.bias && p.norm.k < c1 && ProductOverflowsPastK<T, TW>(p, x, c0, c1, st.inv_r);
+  }
+}
+
 template <typename T>
 void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) {
   using A = Arith<T>;
@@ -205,6 +251,10 @@ void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
     const RowStatistics st = RowStatisticsOf(p.norm, src);
     if (!st.fast || !p.weight_in_range) {
       slow_forward_row(p, row, src, 0, n);
+      continue;
+    }
+    if (ApplyNeedsWidePath<T, TW>(p, src, 0, n, st)) {
+      slow_forward_apply(p, row, src, 0, n, WideFromFast(st));
       continue;
     }
     SaveStatistics<T>(p, row, st);
@@ -281,6 +331,10 @@ void ForwardColumnsImpl(const ForwardPlan& p, int64_t row, int64_t column_begin,
     using T = decltype(t);
     const T* src = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride)
                               : row_pointer<T>(p.x, row, p.x_stride);
+    if (ApplyNeedsWidePath<T, decltype(tw)>(p, src, column_begin, column_end, st)) {
+      slow_forward_apply(p, row, src, column_begin, column_end, WideFromFast(st));
+      return;
+    }
     if (column_begin == 0) SaveStatistics<T>(p, row, st);
     ApplyColumnsFor<T, decltype(tw)>(p, src, row_pointer<T>(p.y, row, p.y_stride), column_begin, column_end, st);
     if (p.stream_output) hwy::FlushStream();
