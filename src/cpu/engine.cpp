@@ -247,8 +247,9 @@ Plan plan_for(const Call& call, const void* bias) {
     // pRMSNorm's elements past k are not bounded by r: x (1/r g) can overflow
     // there, and without FMA (SSE4, the portable target) -inf + an infinite
     // bias gave NaN where the exact sum is +inf (found by fuzzing). An
-    // infinite bias sends such calls to the wide path; a finite one only
-    // rounds the overflow the way the exact result overflows.
+    // infinite bias sends such calls to the wide path. With a finite one the
+    // forward kernels check, on those targets, whether a product past k
+    // overflows, and apply such columns in the wide path (ApplyNeedsWidePath).
     if (plan.bias && call.norm.k < n) {
       plan.weight_in_range = plan.weight_in_range && parameters_finite(plan.simd_index, plan.bias, plan.param_dtype, n);
     }
