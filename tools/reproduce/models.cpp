@@ -1,68 +1,27 @@
 #include "tools/reproduce/models.hpp"
 
-#include "rmsnorm/torch/ops.hpp"
+#include <cmath>
+#include <limits>
 
 namespace rmsnorm::reproduce {
+namespace {
 
-const char* variant_name(Variant v) {
-  switch (v) {
-    case Variant::kNone:
-      return "none";
-    case Variant::kLayerNorm:
-      return "LayerNorm";
-    case Variant::kRMSNorm:
-      return "RMSNorm";
-    case Variant::kPartialRMSNorm:
-      return "pRMSNorm (p=6.25%)";
-  }
-  return "?";
-}
+std::string fmt_site(const char* name, int64_t layer) { return std::string(name) + std::to_string(layer); }
 
-const char* variant_key(Variant v) {
-  switch (v) {
-    case Variant::kNone:
-      return "none";
-    case Variant::kLayerNorm:
-      return "layernorm";
-    case Variant::kRMSNorm:
-      return "rmsnorm";
-    case Variant::kPartialRMSNorm:
-      return "prmsnorm";
-  }
-  return "?";
-}
+}  // namespace
 
-NormImpl::NormImpl(Variant variant, int64_t size) : variant_(variant), size_(size) {
-  if (variant == Variant::kNone) return;
-  weight_ = register_parameter("weight", ::torch::ones({size}));
-  if (variant == Variant::kLayerNorm) bias_ = register_parameter("bias", ::torch::zeros({size}));
-}
 
-::torch::Tensor NormImpl::forward(const ::torch::Tensor& x) {
-  constexpr double kEps = 1e-5;
-  switch (variant_) {
-    case Variant::kNone:
-      return x;
-    case Variant::kLayerNorm:
-      return rmsnorm::torch::layer_norm(x, {size_}, weight_, bias_, kEps);
-    case Variant::kRMSNorm:
-      return rmsnorm::torch::rms_norm(x, {size_}, weight_, c10::nullopt, kEps, 1.0, "inside");
-    case Variant::kPartialRMSNorm:
-      return rmsnorm::torch::rms_norm(x, {size_}, weight_, c10::nullopt, kEps, 0.0625, "inside");
-  }
-  return x;
-}
-
-GruLanguageModelImpl::GruLanguageModelImpl(Variant variant, int64_t vocab, int64_t embed, int64_t hidden)
+GruLanguageModelImpl::GruLanguageModelImpl(Variant variant, double p, const Context& context, int64_t vocab,
+                                           int64_t embed, int64_t hidden)
     : hidden_(hidden) {
   embed_ = register_module("embed", ::torch::nn::Embedding(vocab, embed));
   // One matrix for the three input pre-activations, one for the three recurrent ones.
   wx_ = register_module("wx", ::torch::nn::Linear(embed, 3 * hidden));
   uh_ = register_module("uh", ::torch::nn::Linear(::torch::nn::LinearOptions(hidden, 3 * hidden).bias(false)));
-  norm_x_rz_ = register_module("norm_x_rz", Norm(variant, 2 * hidden));
-  norm_h_rz_ = register_module("norm_h_rz", Norm(variant, 2 * hidden));
-  norm_x_c_ = register_module("norm_x_c", Norm(variant, hidden));
-  norm_h_c_ = register_module("norm_h_c", Norm(variant, hidden));
+  norm_x_rz_ = register_module("norm_x_rz", Norm(variant, std::vector<int64_t>{2 * hidden}, p, context, "norm_x_rz"));
+  norm_h_rz_ = register_module("norm_h_rz", Norm(variant, std::vector<int64_t>{2 * hidden}, p, context, "norm_h_rz"));
+  norm_x_c_ = register_module("norm_x_c", Norm(variant, std::vector<int64_t>{hidden}, p, context, "norm_x_c"));
+  norm_h_c_ = register_module("norm_h_c", Norm(variant, std::vector<int64_t>{hidden}, p, context, "norm_h_c"));
   out_ = register_module("out", ::torch::nn::Linear(hidden, vocab));
 }
 
@@ -86,11 +45,12 @@ GruLanguageModelImpl::GruLanguageModelImpl(Variant variant, int64_t vocab, int64
   return out_(::torch::stack(outputs, 1));
 }
 
-TransformerLanguageModelImpl::TransformerLanguageModelImpl(Variant variant, int64_t vocab, int64_t context,
-                                                           int64_t width, int64_t heads, int64_t layers)
+TransformerLanguageModelImpl::TransformerLanguageModelImpl(Variant variant, double p, const Context& context,
+                                                           int64_t vocab, int64_t length, int64_t width, int64_t heads,
+                                                           int64_t layers)
     : width_(width), heads_(heads) {
   embed_ = register_module("embed", ::torch::nn::Embedding(vocab, width));
-  position_ = register_module("position", ::torch::nn::Embedding(context, width));
+  position_ = register_module("position", ::torch::nn::Embedding(length, width));
   attention_norms_ = register_module("attention_norms", ::torch::nn::ModuleList());
   qkv_ = register_module("qkv", ::torch::nn::ModuleList());
   projections_ = register_module("projections", ::torch::nn::ModuleList());
@@ -98,14 +58,14 @@ TransformerLanguageModelImpl::TransformerLanguageModelImpl(Variant variant, int6
   mlp_in_ = register_module("mlp_in", ::torch::nn::ModuleList());
   mlp_out_ = register_module("mlp_out", ::torch::nn::ModuleList());
   for (int64_t l = 0; l < layers; ++l) {
-    attention_norms_->push_back(Norm(variant, width));
+    attention_norms_->push_back(Norm(variant, std::vector<int64_t>{width}, p, context, fmt_site("attention_norm", l)));
     qkv_->push_back(::torch::nn::Linear(width, 3 * width));
     projections_->push_back(::torch::nn::Linear(width, width));
-    mlp_norms_->push_back(Norm(variant, width));
+    mlp_norms_->push_back(Norm(variant, std::vector<int64_t>{width}, p, context, fmt_site("mlp_norm", l)));
     mlp_in_->push_back(::torch::nn::Linear(width, 4 * width));
     mlp_out_->push_back(::torch::nn::Linear(4 * width, width));
   }
-  final_norm_ = register_module("final_norm", Norm(variant, width));
+  final_norm_ = register_module("final_norm", Norm(variant, std::vector<int64_t>{width}, p, context, "final_norm"));
   out_ = register_module("out", ::torch::nn::Linear(width, vocab));
 }
 
@@ -126,23 +86,28 @@ TransformerLanguageModelImpl::TransformerLanguageModelImpl(Variant variant, int6
   return out_(final_norm_(x));
 }
 
-MlpClassifierImpl::MlpClassifierImpl(Variant variant, int64_t inputs, int64_t hidden, int64_t layers,
+CnnClassifierImpl::CnnClassifierImpl(Variant variant, double p, const Context& context, int64_t channels,
                                      int64_t classes) {
-  linears_ = register_module("linears", ::torch::nn::ModuleList());
+  convolutions_ = register_module("convolutions", ::torch::nn::ModuleList());
   norms_ = register_module("norms", ::torch::nn::ModuleList());
-  for (int64_t l = 0; l < layers; ++l) {
-    linears_->push_back(::torch::nn::Linear(l == 0 ? inputs : hidden, hidden));
-    norms_->push_back(Norm(variant, hidden));
+  // (input channels, output channels, side of the map it produces)
+  const int64_t layers[4][3] = {{1, channels, 28}, {channels, channels, 28}, {channels, 2 * channels, 14},
+                                {2 * channels, 2 * channels, 14}};
+  for (int l = 0; l < 4; ++l) {
+    const auto [in, out, side] = layers[l];
+    convolutions_->push_back(::torch::nn::Conv2d(::torch::nn::Conv2dOptions(in, out, 3).padding(1)));
+    norms_->push_back(Norm(variant, std::vector<int64_t>{out, side, side}, p, context, fmt_site("conv_norm", l)));
   }
-  out_ = register_module("out", ::torch::nn::Linear(hidden, classes));
+  classify_ = register_module("classify", ::torch::nn::Conv2d(::torch::nn::Conv2dOptions(2 * channels, classes, 1)));
 }
 
-::torch::Tensor MlpClassifierImpl::forward(const ::torch::Tensor& images) {
-  auto x = images.flatten(1);
-  for (size_t l = 0; l < linears_->size(); ++l) {
-    x = ::torch::relu(norms_[l]->as<Norm>()->forward(linears_[l]->as<::torch::nn::Linear>()->forward(x)));
+::torch::Tensor CnnClassifierImpl::forward(const ::torch::Tensor& images) {
+  auto x = images.unsqueeze(1);
+  for (size_t l = 0; l < convolutions_->size(); ++l) {
+    x = ::torch::relu(norms_[l]->as<Norm>()->forward(convolutions_[l]->as<::torch::nn::Conv2d>()->forward(x)));
+    if (l % 2 == 1) x = ::torch::max_pool2d(x, 2);
   }
-  return out_(x);
+  return classify_(x).mean({2, 3});
 }
 
 }  // namespace rmsnorm::reproduce

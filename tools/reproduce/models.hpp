@@ -3,31 +3,18 @@
 // initialization (same seed), same data order.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <torch/torch.h>
 
+#include "tools/reproduce/norms.hpp"
+
 namespace rmsnorm::reproduce {
 
-enum class Variant { kNone, kLayerNorm, kRMSNorm, kPartialRMSNorm };
-
-const char* variant_name(Variant v);  // "none", "LayerNorm", "RMSNorm", "pRMSNorm (p=6.25%)"
-const char* variant_key(Variant v);   // "none", "layernorm", "rmsnorm", "prmsnorm"
-
-// One normalization layer over the last dimension, computed by our engine's
-// PyTorch ops: LayerNorm (gain + bias), RMSNorm (gain), pRMSNorm p = 6.25%
-// (gain), or the identity.
-class NormImpl : public ::torch::nn::Module {
- public:
-  NormImpl(Variant variant, int64_t size);
-  ::torch::Tensor forward(const ::torch::Tensor& x);
-
- private:
-  Variant variant_;
-  int64_t size_;
-  ::torch::Tensor weight_, bias_;
-};
-TORCH_MODULE(Norm);
+// Every model takes its variant, pRMSNorm's p, and the context its norms
+// share (the setting in use, the timer, the estimator probe).
+using Context = std::shared_ptr<NormContext>;
 
 // A character-level language model whose GRU cell normalizes the W x and U h
 // pre-activations separately (as the paper does in RNNSearch):
@@ -36,7 +23,8 @@ TORCH_MODULE(Norm);
 //   h'   = (1 - z) * c + z * h
 class GruLanguageModelImpl : public ::torch::nn::Module {
  public:
-  GruLanguageModelImpl(Variant variant, int64_t vocab, int64_t embed, int64_t hidden);
+  GruLanguageModelImpl(Variant variant, double p, const Context& context, int64_t vocab, int64_t embed,
+                       int64_t hidden);
   // tokens: (batch, time) int64 -> logits (batch, time, vocab)
   ::torch::Tensor forward(const ::torch::Tensor& tokens);
 
@@ -52,8 +40,8 @@ TORCH_MODULE(GruLanguageModel);
 // each preceded by a norm; a final norm before the output layer).
 class TransformerLanguageModelImpl : public ::torch::nn::Module {
  public:
-  TransformerLanguageModelImpl(Variant variant, int64_t vocab, int64_t context, int64_t width, int64_t heads,
-                               int64_t layers);
+  TransformerLanguageModelImpl(Variant variant, double p, const Context& context, int64_t vocab, int64_t length,
+                               int64_t width, int64_t heads, int64_t layers);
   ::torch::Tensor forward(const ::torch::Tensor& tokens);
 
  private:
@@ -65,17 +53,23 @@ class TransformerLanguageModelImpl : public ::torch::nn::Module {
 };
 TORCH_MODULE(TransformerLanguageModel);
 
-// An image classifier: a multi-layer perceptron with a norm after each hidden
-// linear layer (Linear -> Norm -> ReLU), on 28x28 images.
-class MlpClassifierImpl : public ::torch::nn::Module {
+// An image classifier standing in for the paper's ConvPool-CNN-C (Table 10),
+// at a size 2 cores train in minutes: four 3x3 convolutions in two blocks
+// (channels c, c, 2c, 2c; 2x2 max-pooling after each block), a 1x1
+// convolution to the 10 classes and global average pooling. Each
+// convolution's output is normalized over the whole feature map of an
+// example (channels x height x width, one row per example, a gain per
+// element), as layer normalization defines it for convolutions (Ba et al.);
+// then ReLU. pRMSNorm's first k elements are the first channels' maps.
+class CnnClassifierImpl : public ::torch::nn::Module {
  public:
-  MlpClassifierImpl(Variant variant, int64_t inputs, int64_t hidden, int64_t layers, int64_t classes);
-  ::torch::Tensor forward(const ::torch::Tensor& images);
+  CnnClassifierImpl(Variant variant, double p, const Context& context, int64_t channels, int64_t classes);
+  ::torch::Tensor forward(const ::torch::Tensor& images);  // (batch, 28, 28) -> (batch, classes)
 
  private:
-  ::torch::nn::ModuleList linears_, norms_;
-  ::torch::nn::Linear out_{nullptr};
+  ::torch::nn::ModuleList convolutions_, norms_;
+  ::torch::nn::Conv2d classify_{nullptr};
 };
-TORCH_MODULE(MlpClassifier);
+TORCH_MODULE(CnnClassifier);
 
 }  // namespace rmsnorm::reproduce

@@ -1,5 +1,6 @@
-// `rmsnorm reproduce`: every task x variant x seed, with a progress bar, then
-// the report files in the output directory.
+// `rmsnorm reproduce`: every task x seed (its variants and settings trained
+// together), with a progress bar, then the report files in the output
+// directory.
 #pragma once
 
 #include <string>
@@ -13,7 +14,8 @@ struct Options {
   std::string scale = "default";  // quick, default, full
   std::string out_dir = "reproduce-out";
   int seeds = 0;                   // 0: the scale's
-  std::vector<std::string> tasks;  // empty: all (gru_lm, transformer_lm, fashion_mlp)
+  std::vector<std::string> tasks;  // empty: all (gru_lm, transformer_lm, fashion_cnn)
+  int threads = 0;                 // LibTorch's and our kernels' threads; 0: every core
   std::string fortunes_dir = "/usr/share/games/fortunes";
   std::string fashion_dir = "/usr/share/datasets/fashion-mnist";
   std::string python = "/usr/bin/python3";
