@@ -27,13 +27,16 @@ std::string clock_text(double seconds) {
 
 // One line on stderr, redrawn in place: the block, its progress, and the ETA
 // of everything. Blocks differ in cost (a GRU step costs several CNN steps),
-// so progress is counted in predicted seconds: each block's cost is predicted
-// from a short calibration, and the ETA is the elapsed time scaled by the
-// predicted work left over the predicted work done, which also corrects a
-// prediction that is off by the same factor everywhere (a busier machine).
+// so progress is counted in seconds: each block's cost is predicted from a
+// short calibration, and replaced by what its task's last block really took
+// once one has finished. The ETA is the elapsed time scaled by the work left
+// over the work done, which also corrects a prediction that is off by the
+// same factor everywhere (a busier machine).
 class ProgressBar {
  public:
-  explicit ProgressBar(std::vector<double> predicted) : predicted_(std::move(predicted)), start_(Clock::now()) {
+  // predicted: each block's seconds; tasks: each block's task, in order.
+  ProgressBar(std::vector<double> predicted, std::vector<Task> tasks)
+      : predicted_(std::move(predicted)), tasks_(std::move(tasks)), start_(Clock::now()), block_start_(start_) {
     for (double p : predicted_) total_ += p;
   }
   void update(const std::string& label, int64_t step, int64_t steps, double train_share) {
@@ -52,7 +55,15 @@ class ProgressBar {
     std::fflush(stderr);
   }
   void finish_block() {
-    done_before_ += predicted_[index_++];
+    const double actual = std::chrono::duration<double>(Clock::now() - block_start_).count();
+    for (size_t b = index_ + 1; b < predicted_.size(); ++b) {
+      if (tasks_[b] == tasks_[index_]) predicted_[b] = actual;
+    }
+    predicted_[index_++] = actual;
+    done_before_ += actual;
+    total_ = 0;
+    for (double p : predicted_) total_ += p;
+    block_start_ = Clock::now();
     std::fprintf(stderr, "\n");
   }
   // How good the ETA was: for every redraw after the first 10% of the
@@ -83,10 +94,11 @@ class ProgressBar {
     double elapsed, done, eta;
   };
   std::vector<double> predicted_;
+  std::vector<Task> tasks_;
   std::vector<Sample> trace_;
   double total_ = 0, done_before_ = 0;
   size_t index_ = 0;
-  Clock::time_point start_;
+  Clock::time_point start_, block_start_;
 };
 
 std::vector<Task> selected_tasks(const std::vector<std::string>& names) {
@@ -142,23 +154,24 @@ int run(const Options& options, const nlohmann::json& machine) {
 
   std::fprintf(stderr, "rmsnorm reproduce (%s): %zu task(s) x %d seeds, every variant and setting of a task trained "
                "together; %d thread(s)\n", scale.name.c_str(), tasks.size(), scale.seeds, threads);
-  // Calibration: three steps of every model of each task (also LibTorch's warm-up).
-  std::map<Task, BlockCost> per_step;
+  // Calibration: eight steps of every model of each task, the first untimed
+  // (also LibTorch's warm-up), and one evaluation.
+  std::map<Task, BlockCost> calibration;
   for (Task task : tasks) {
-    BlockCost cost;
-    constexpr int64_t kCalibrationSteps = 3;
-    train_together(task, 0, scale, task_data, [](int64_t, int64_t) {}, nullptr, &cost, kCalibrationSteps);
-    cost.train_seconds /= static_cast<double>(kCalibrationSteps);
-    per_step[task] = cost;
+    constexpr int64_t kCalibrationSteps = 8;
+    train_together(task, 0, scale, task_data, [](int64_t, int64_t) {}, nullptr, &calibration[task],
+                   kCalibrationSteps);
   }
   std::vector<double> predicted;
+  std::vector<Task> block_tasks;
   for (int seed = 0; seed < scale.seeds; ++seed) {
     for (Task task : tasks) {
-      predicted.push_back(per_step[task].train_seconds * static_cast<double>(task_steps(task, scale)) +
-                          per_step[task].eval_seconds);
+      predicted.push_back(calibration[task].per_step() * static_cast<double>(task_steps(task, scale)) +
+                          calibration[task].eval_seconds);
+      block_tasks.push_back(task);
     }
   }
-  ProgressBar bar(predicted);
+  ProgressBar bar(predicted, block_tasks);
   std::vector<RunResult> runs;
   EstimatorProbes probes;
   // Seeds outermost: drifts in machine speed then touch every task alike
@@ -167,7 +180,7 @@ int run(const Options& options, const nlohmann::json& machine) {
   for (int seed = 0; seed < scale.seeds; ++seed) {
     for (Task task : tasks) {
       const std::string label = fmt::format("{} / seed {}", task_key(task), seed);
-      const double train_share = per_step[task].train_seconds * static_cast<double>(task_steps(task, scale)) /
+      const double train_share = calibration[task].per_step() * static_cast<double>(task_steps(task, scale)) /
                                  std::max(1e-9, predicted[block]);
       std::vector<RunResult> block_runs =
           train_together(task, seed, scale, task_data,
@@ -196,6 +209,10 @@ int run(const Options& options, const nlohmann::json& machine) {
   facts.data = data;
   facts.threads = threads;
   facts.eta = eta;
+  for (Task task : tasks) {
+    facts.eta["calibration"][task_key(task)] = {{"seconds_per_step", calibration[task].per_step()},
+                                                {"eval_seconds", calibration[task].eval_seconds}};
+  }
   facts.wall_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
   const std::string json_path = (fs::path(options.out_dir) / "reproduce.json").string();
   const std::string md_path = (fs::path(options.out_dir) / "REPORT.md").string();

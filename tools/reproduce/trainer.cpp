@@ -229,8 +229,8 @@ std::vector<RunResult> train_together(Task task, int seed, const Scale& scale, c
   }
   Batches batches(task, seed, scale, data);
   const size_t count = learners.size();
-  const auto block_start = Clock::now();
   for (int64_t step = 1; step <= steps; ++step) {
+    const auto step_start = Clock::now();
     const auto [input, target] = batches.next();
     for (size_t j = 0; j < count; ++j) {
       const size_t i = (j + static_cast<size_t>(step)) % count;  // the order rotates
@@ -239,13 +239,13 @@ std::vector<RunResult> train_together(Task task, int seed, const Scale& scale, c
       l.context->setting = setting;
       l.context->timing = true;
       l.context->reset_step();
-      const auto step_start = Clock::now();
+      const auto model_start = Clock::now();
       l.optimizer->zero_grad();
       const auto loss = loss_of(task, l.model.forward(input), target);
       loss.backward();
       if (task != Task::kImageClassifier) ::torch::nn::utils::clip_grad_norm_(l.parameters, 1.0);
       l.optimizer->step();
-      const double seconds = seconds_since(step_start);
+      const double seconds = seconds_since(model_start);
       l.own_seconds += seconds;
       if (step > scale.warmup_steps) {
         SettingTimes& t = l.result.times[static_cast<size_t>(setting)];
@@ -255,9 +255,12 @@ std::vector<RunResult> train_together(Task task, int seed, const Scale& scale, c
       }
       l.curve->add(step, loss.item<double>(), l.own_seconds);
     }
+    if (cost != nullptr && step > 1) {
+      cost->train_seconds += seconds_since(step_start);
+      ++cost->timed_steps;
+    }
     progress(step, steps);
   }
-  if (cost != nullptr) cost->train_seconds += seconds_since(block_start);
   const auto eval_start = Clock::now();
   std::vector<RunResult> out;
   for (Learner& l : learners) {

@@ -71,10 +71,13 @@ struct RunResult {
   double train_seconds = 0;           // this model's own steps
 };
 
-// What a block of training cost, for the progress bar's estimates.
+// What a block of training cost, for the progress bar's estimates. The first
+// step is left out (it pays one-off set-up: allocator growth, first calls).
 struct BlockCost {
-  double train_seconds = 0;  // every model's steps, data included
+  double train_seconds = 0;  // steps 2..: every model's step and the batch
+  int64_t timed_steps = 0;
   double eval_seconds = 0;
+  double per_step() const { return timed_steps > 0 ? train_seconds / static_cast<double>(timed_steps) : 0; }
 };
 
 // step (1-based), steps of this block

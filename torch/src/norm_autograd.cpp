@@ -127,6 +127,8 @@ struct RmsNormFunction : public ::torch::autograd::Function<RmsNormFunction> {
     ctx->saved_data["eps_placement"] = eps_placement;
     ctx->saved_data["weight_offset"] = weight_offset;
     ctx->mark_non_differentiable({inv_rms});
+    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
+    ctx->set_materialize_grads(false);
     return {y, inv_rms};
   }
 
@@ -186,6 +188,8 @@ struct LayerNormFunction : public ::torch::autograd::Function<LayerNormFunction>
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["weight_offset"] = weight_offset;
     ctx->mark_non_differentiable({mean, inv_rms});
+    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
+    ctx->set_materialize_grads(false);
     return {y, mean, inv_rms};
   }
 
@@ -246,6 +250,8 @@ struct AddRmsNormFunction : public ::torch::autograd::Function<AddRmsNormFunctio
     ctx->saved_data["eps_placement"] = eps_placement;
     ctx->saved_data["weight_offset"] = weight_offset;
     ctx->mark_non_differentiable({inv_rms});
+    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
+    ctx->set_materialize_grads(false);
     return {y, h, inv_rms};
   }
 
@@ -313,6 +319,8 @@ struct GatedRmsNormFunction : public ::torch::autograd::Function<GatedRmsNormFun
     ctx->saved_data["eps_placement"] = eps_placement;
     ctx->saved_data["weight_offset"] = weight_offset;
     ctx->mark_non_differentiable({inv_rms});
+    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
+    ctx->set_materialize_grads(false);
     return {y, inv_rms};
   }
 
