@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "tools/common/median.hpp"
+
 namespace rmsnorm::reproduce {
 namespace {
 
@@ -27,14 +29,7 @@ RatioSummary summarize_ratios(double p, std::vector<double> ratios) {
   s.rows = static_cast<int64_t>(ratios.size());
   if (ratios.empty()) return s;
   std::sort(ratios.begin(), ratios.end());
-  for (double level : kQuantileLevels) {
-    // Linear interpolation between order statistics (numpy's default).
-    const double position = level * static_cast<double>(ratios.size() - 1);
-    const size_t below = static_cast<size_t>(position);
-    const size_t above = std::min(below + 1, ratios.size() - 1);
-    const double t = position - static_cast<double>(below);
-    s.quantiles.push_back(ratios[below] + t * (ratios[above] - ratios[below]));
-  }
+  for (double level : kQuantileLevels) s.quantiles.push_back(tools::quantile_of_sorted(ratios, level));
   const auto inside = std::count_if(ratios.begin(), ratios.end(), [](double r) { return r >= 0.9 && r <= 1.1; });
   s.within_10_percent = static_cast<double>(inside) / static_cast<double>(ratios.size());
   return s;

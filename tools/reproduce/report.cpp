@@ -28,15 +28,6 @@ double stddev(const std::vector<double>& v) {
   return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
-double quantile(std::vector<double> v, double level) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double position = level * static_cast<double>(v.size() - 1);
-  const size_t below = static_cast<size_t>(position);
-  const size_t above = std::min(below + 1, v.size() - 1);
-  return v[below] + (position - static_cast<double>(below)) * (v[above] - v[below]);
-}
-
 const char* metric_name(Task t) { return t == Task::kImageClassifier ? "test accuracy" : "valid bits/char"; }
 
 // The paper's own figures: time saved against LayerNorm, (T_LN - T) / T_LN.
@@ -105,11 +96,11 @@ std::vector<TimingSummary> summarize_timing(const std::vector<RunResult>& runs) 
     s.setting = static_cast<Setting>(std::get<2>(key));
     s.samples = static_cast<int64_t>(p.step.size());
     s.step_ms = tools::median(p.step);
-    s.step_p25 = quantile(p.step, 0.25);
-    s.step_p75 = quantile(p.step, 0.75);
+    s.step_p25 = tools::quantile(p.step, 0.25);
+    s.step_p75 = tools::quantile(p.step, 0.75);
     s.norm_ms = tools::median(p.norm);
-    s.norm_p25 = quantile(p.norm, 0.25);
-    s.norm_p75 = quantile(p.norm, 0.75);
+    s.norm_p25 = tools::quantile(p.norm, 0.25);
+    s.norm_p75 = tools::quantile(p.norm, 0.75);
     s.norm_forward_ms = tools::median(p.norm_forward);
     s.norm_share = tools::median(p.share);
     out.push_back(s);

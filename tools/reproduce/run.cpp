@@ -78,14 +78,12 @@ class ProgressBar {
       samples.push_back({s.elapsed, s.done, s.eta});
       if (s.done >= 0.10 && remaining >= 10) errors.push_back((s.eta - remaining) / remaining);
     }
-    double worst = 0;
-    for (double e : errors) worst = std::max(worst, std::fabs(e));
     std::vector<double> magnitudes;
     for (double e : errors) magnitudes.push_back(std::fabs(e));
     return {{"seconds", end},
             {"checked_redraws", errors.size()},
             {"median_abs_error", tools::median(magnitudes)},
-            {"max_abs_error", worst},
+            {"max_abs_error", magnitudes.empty() ? 0.0 : *std::max_element(magnitudes.begin(), magnitudes.end())},
             {"samples_elapsed_done_eta", samples}};
   }
 
@@ -162,12 +160,15 @@ int run(const Options& options, const nlohmann::json& machine) {
     train_together(task, 0, scale, task_data, [](int64_t, int64_t) {}, nullptr, &calibration[task],
                    kCalibrationSteps);
   }
+  // A block's predicted seconds: its steps, then its evaluation.
+  auto predicted_training = [&](Task task) {
+    return calibration[task].per_step() * static_cast<double>(task_steps(task, scale));
+  };
   std::vector<double> predicted;
   std::vector<Task> block_tasks;
   for (int seed = 0; seed < scale.seeds; ++seed) {
     for (Task task : tasks) {
-      predicted.push_back(calibration[task].per_step() * static_cast<double>(task_steps(task, scale)) +
-                          calibration[task].eval_seconds);
+      predicted.push_back(predicted_training(task) + calibration[task].eval_seconds);
       block_tasks.push_back(task);
     }
   }
@@ -180,8 +181,7 @@ int run(const Options& options, const nlohmann::json& machine) {
   for (int seed = 0; seed < scale.seeds; ++seed) {
     for (Task task : tasks) {
       const std::string label = fmt::format("{} / seed {}", task_key(task), seed);
-      const double train_share = calibration[task].per_step() * static_cast<double>(task_steps(task, scale)) /
-                                 std::max(1e-9, predicted[block]);
+      const double train_share = predicted_training(task) / std::max(1e-9, predicted[block]);
       std::vector<RunResult> block_runs =
           train_together(task, seed, scale, task_data,
                          [&](int64_t step, int64_t steps) { bar.update(label, step, steps, train_share); }, &probes,

@@ -64,7 +64,6 @@ struct Learner {
   std::unique_ptr<::torch::optim::Adam> optimizer;
   RunResult result;
   std::unique_ptr<Curve> curve;
-  double own_seconds = 0;
 };
 
 ::torch::nn::AnyModule build_model(Task task, Variant variant, const Context& context, const Scale& scale,
@@ -246,14 +245,14 @@ std::vector<RunResult> train_together(Task task, int seed, const Scale& scale, c
       if (task != Task::kImageClassifier) ::torch::nn::utils::clip_grad_norm_(l.parameters, 1.0);
       l.optimizer->step();
       const double seconds = seconds_since(model_start);
-      l.own_seconds += seconds;
+      l.result.train_seconds += seconds;
       if (step > scale.warmup_steps) {
         SettingTimes& t = l.result.times[static_cast<size_t>(setting)];
         t.step_ms.push_back(seconds * 1e3);
         t.norm_ms.push_back(l.context->step_seconds() * 1e3);
         t.norm_forward_ms.push_back(l.context->forward_seconds() * 1e3);
       }
-      l.curve->add(step, loss.item<double>(), l.own_seconds);
+      l.curve->add(step, loss.item<double>(), l.result.train_seconds);
     }
     if (cost != nullptr && step > 1) {
       cost->train_seconds += seconds_since(step_start);
@@ -269,7 +268,6 @@ std::vector<RunResult> train_together(Task task, int seed, const Scale& scale, c
     l.context->probe = studied ? &(*probes)[{task, v}] : nullptr;
     std::tie(l.result.valid_loss, l.result.valid_metric) = evaluate(task, l, scale, data);
     l.context->probe = nullptr;
-    l.result.train_seconds = l.own_seconds;
     out.push_back(std::move(l.result));
   }
   if (cost != nullptr) cost->eval_seconds += seconds_since(eval_start);
