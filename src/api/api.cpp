@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "rmsnorm/rmsnorm.hpp"
@@ -38,7 +39,7 @@ bool is_sixteen_bit(DType dtype) { return dtype == DType::kBFloat16 || dtype == 
 // The checks and plan shared by forward and fused_add_forward.
 calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_t n, const ConstMatrix& x,
                               const Matrix& y, const ConstVector& weight, const ConstVector& bias,
-                              const Statistics& saved, std::vector<Region>& inputs) {
+                              const Statistics& saved, api::RegionList& inputs) {
   api::check_options(options);
   api::check_shape(rows, n);
   api::check_matrix("x", x.data, x.dtype, x.row_stride, rows, n);
@@ -55,7 +56,7 @@ calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_
   const Region inv_rms = api::vector_region("saved.inv_rms", saved.inv_rms, stats_dtype, rows);
   const Region mean = api::vector_region("saved.mean", saved.mean, stats_dtype, rows);
   for (const Region& input : inputs) {
-    const bool in_place = std::string(input.name) == "x";
+    const bool in_place = std::strcmp(input.name, "x") == 0;
     api::check_no_overlap(y_region, input, in_place);
     api::check_no_overlap(inv_rms, input, false);
     api::check_no_overlap(mean, input, false);
@@ -87,6 +88,7 @@ calls::ForwardCall forward_plan(const NormOptions& options, int64_t rows, int64_
 int64_t partial_count(int64_t n, double p) {
   if (n < 1) throw Error("n: expected >= 1, got " + std::to_string(n));
   if (!(p > 0 && p <= 1)) throw Error("p: expected 0 < p <= 1, got " + std::to_string(p));
+  if (p == 1) return n;  // every call of the full norms: skip the long-double arithmetic below
   // p is a double: 0.1 is stored as 0.1000000000000000055..., so n * p for
   // n = 10 lies just above 1 and a plain ceil gives 2. A user who writes
   // p = 0.1 means a tenth: when n * p is within the rounding of p (n ulps of p,
@@ -169,7 +171,7 @@ calls::ForwardCall make_forward_plan(const NormOptions& options, const ForwardAr
   // Shape and extent first: a region's byte counts are products that must not overflow.
   api::check_shape(a.rows, a.n);
   api::check_matrix("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n);
-  std::vector<Region> inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n)};
+  api::RegionList inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n)};
   return forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
 }
 
@@ -183,7 +185,7 @@ calls::ForwardCall make_fused_add_plan(const NormOptions& options, const FusedAd
   }
   const Region residual =
       api::matrix_region("residual", a.residual.data, a.residual.dtype, a.residual.row_stride, a.rows, a.n);
-  std::vector<Region> inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n), residual};
+  api::RegionList inputs{api::matrix_region("x", a.x.data, a.x.dtype, a.x.row_stride, a.rows, a.n), residual};
   calls::ForwardCall plan = forward_plan(options, a.rows, a.n, a.x, a.y, a.weight, a.bias, a.saved, inputs);
   // The residual is written: it must not share memory with x or the parameters.
   api::check_no_overlap(residual, inputs[0], false);
@@ -232,19 +234,19 @@ calls::BackwardCall backward_plan(const NormOptions& options, const BackwardArgs
     }
   }
   const DType stats_dtype = statistics_dtype(a.x.dtype);
-  const std::vector<Region> inputs{
+  const api::RegionList inputs{
       api::matrix_region(names.x, a.x.data, a.x.dtype, a.x.row_stride, rows, n),
       api::matrix_region("dy", a.dy.data, a.dy.dtype, a.dy.row_stride, rows, n),
       api::vector_region("weight", a.weight.data, a.weight.dtype, n),
       api::vector_region("saved.inv_rms", a.saved.inv_rms, stats_dtype, rows),
       api::vector_region("saved.mean", a.saved.mean, stats_dtype, rows)};
-  const std::vector<Region> outputs{api::matrix_region(names.dx, a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n),
+  const api::RegionList outputs{api::matrix_region(names.dx, a.dx.data, a.dx.dtype, a.dx.row_stride, rows, n),
                                     api::vector_region("dweight", a.dweight.data, a.dweight.dtype, n),
                                     api::vector_region("dbias", a.dbias.data, a.dbias.dtype, n)};
   for (size_t o = 0; o < outputs.size(); ++o) {
     for (const Region& input : inputs) {
       // dx may replace dy in place: dy is read before dx is written, element by element.
-      api::check_no_overlap(outputs[o], input, o == 0 && std::string(input.name) == "dy");
+      api::check_no_overlap(outputs[o], input, o == 0 && std::strcmp(input.name, "dy") == 0);
     }
     for (size_t other = o + 1; other < outputs.size(); ++other) api::check_no_overlap(outputs[o], outputs[other], false);
   }

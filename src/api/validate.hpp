@@ -3,7 +3,10 @@
 // expected. They run before anything is written.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
 #include <string>
 
 #include "rmsnorm/rmsnorm.hpp"
@@ -26,6 +29,27 @@ struct Region {
   int64_t rows;
   int64_t row_bytes;
   int64_t stride_bytes;
+};
+
+// The few regions of one call, on the stack: a std::vector here cost a heap
+// allocation per call, a measurable part of a one-row call.
+class RegionList {
+ public:
+  RegionList(std::initializer_list<Region> regions) {
+    for (const Region& r : regions) push_back(r);
+  }
+  void push_back(const Region& r) {
+    if (count_ == items_.size()) throw std::logic_error("RegionList: capacity exceeded");
+    items_[count_++] = r;
+  }
+  const Region& operator[](size_t i) const { return items_[i]; }
+  size_t size() const { return count_; }
+  const Region* begin() const { return items_.data(); }
+  const Region* end() const { return items_.data() + count_; }
+
+ private:
+  std::array<Region, 8> items_{};
+  size_t count_ = 0;
 };
 
 Region matrix_region(const char* name, const void* data, DType dtype, int64_t row_stride, int64_t rows, int64_t n);
