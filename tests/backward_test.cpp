@@ -109,6 +109,44 @@ TEST_P(BackwardOnEveryTarget, MatchesReference) {
   }
 }
 
+// dweight and dbias are summed per thread in a chunk that is flushed every 32
+// rows into double totals; a call that never flushes writes from the chunk
+// (or accumulates straight into a float32 output), and a row that takes the
+// wide path adds into the totals directly. Row counts around the chunk,
+// parameters in float32 and in the data's dtype, 1 and 2 threads, with and
+// without a row whose sum of squares overflows the arithmetic type (none for
+// float16, whose range cannot overflow float32's).
+TEST_P(BackwardOnEveryTarget, WeightGradientsWhateverTheirAccumulation) {
+  const int64_t n = 37;
+  for (DType dtype : all_dtypes()) {
+    for (DType param_dtype : {DType::kFloat32, dtype}) {
+      for (int64_t rows : {1, 2, 31, 32, 33, 70}) {
+        for (int threads : {1, 2}) {
+          for (bool wide_row : {false, true}) {
+            if (wide_row && dtype == DType::kFloat16) continue;
+            SCOPED_TRACE(std::string(dtype_name(dtype)) + " params " + dtype_name(param_dtype) + " rows " +
+                         std::to_string(rows) + " threads " + std::to_string(threads) +
+                         (wide_row ? " with a wide row" : ""));
+            NormOptions o = rms();
+            o.num_threads = threads;
+            TypedMatrix x = random_matrix(dtype, rows, n, n);
+            if (wide_row) {
+              const double huge = dtype == DType::kFloat64 ? 1e200 : 1e30;
+              for (int64_t c = 0; c < n; ++c) x.set(rows / 2, c, x.get(rows / 2, c) * huge);
+            }
+            const TypedMatrix dy = random_matrix(dtype, rows, n, n);
+            const TypedVector weight = random_vector(param_dtype, n, 1.0, 0.5);
+            const BackwardOutputs got = run_backward(o, x, dy, weight, nullptr, nullptr);
+            ASSERT_EQ(check_backward_outputs(o, x, dy, weight, got.dx, got.dweight.data(), param_dtype,
+                                             got.dbias.data()),
+                      "");
+          }
+        }
+      }
+    }
+  }
+}
+
 // dx through the non-temporal paths (see Forward.StreamedOutputsMatchReference).
 TEST_P(BackwardOnEveryTarget, StreamedOutputsMatchReference) {
   const ForceStreaming streaming;

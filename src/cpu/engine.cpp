@@ -182,6 +182,18 @@ void write_vector(const Vector& out, const double* values, int64_t n) {
   }
 }
 
+// A chunk (float, or double for float64 data) rounded once into out. A float
+// rounded to bfloat16 or float16 is the double of the same value rounded, so
+// this equals write_vector of the chunk's exact double total.
+void write_chunk(const Vector& out, const void* chunk, bool double_arithmetic, int64_t n) {
+  if (double_arithmetic) return write_vector(out, static_cast<const double*>(chunk), n);
+  if (out.dtype == DType::kFloat32) {
+    std::memcpy(out.data, chunk, static_cast<size_t>(n) * sizeof(float));
+    return;
+  }
+  convert_from_float(out.dtype, static_cast<const float*>(chunk), out.data, n);
+}
+
 }  // namespace
 
 int64_t last_level_cache_bytes() {
@@ -267,30 +279,34 @@ constexpr size_t kSkew = 320;
 ForwardPlan forward_plan_for(const calls::ForwardCall& call) { return plan_for<ForwardPlan>(call, call.bias); }
 BackwardPlan backward_plan_for(const calls::BackwardCall& call) { return plan_for<BackwardPlan>(call, nullptr); }
 
-Accumulators::Accumulators(int64_t n, bool double_arithmetic, int count, bool want_dweight, bool want_dbias)
+Accumulators::Accumulators(int64_t n, bool double_arithmetic, int count, const Vector& dweight, const Vector& dbias,
+                           Sharing sharing)
     : n_(n),
       arith_size_(double_arithmetic ? sizeof(double) : sizeof(float)),
       count_(count),
-      per_accumulator_(want_dweight || want_dbias
+      per_accumulator_(dweight.data || dbias.data
                            ? static_cast<size_t>(n) * (2 * arith_size_ + 2 * sizeof(double)) + 3 * kSkew
                            : 0),
-      want_dweight_(want_dweight),
-      want_dbias_(want_dbias) {
-  std::vector<unsigned char>& scratch = workspace(per_accumulator_ * count_);
+      want_dweight_(dweight.data != nullptr),
+      want_dbias_(dbias.data != nullptr),
+      sharing_(sharing) {
+  const DType chunk_dtype = double_arithmetic ? DType::kFloat64 : DType::kFloat32;
+  if (sharing_ == kOnePerThread && count_ == 1) {
+    if (dweight.data && dweight.dtype == chunk_dtype) direct_dweight_ = dweight.data;
+    if (dbias.data && dbias.dtype == chunk_dtype) direct_dbias_ = dbias.data;
+  }
+  std::vector<unsigned char>& scratch = workspace(per_accumulator_ * count_ + static_cast<size_t>(count_));
   base_ = scratch.data();
-  // Only the wanted totals and chunks: a one-row call with dweight spent more
-  // time clearing scratch than computing.
-  const size_t totals = static_cast<size_t>(n_) * sizeof(double), chunk = static_cast<size_t>(n_) * arith_size_;
+  totals_zeroed_ = reinterpret_cast<bool*>(base_ + per_accumulator_ * count_);
+  // Only the wanted chunks: a one-row call with dweight spent more time
+  // clearing scratch than computing. The totals wait for their first use.
+  const size_t chunk = static_cast<size_t>(n_) * arith_size_;
   for (int i = 0; i < count_ && per_accumulator_ > 0; ++i) {
+    totals_zeroed_[i] = false;
     const GradAccumulator acc = at(i);
-    if (want_dweight_) {
-      std::memset(acc.total_dweight, 0, totals);
-      std::memset(acc.chunk_dweight, 0, chunk);
-    }
-    if (want_dbias_) {
-      std::memset(acc.total_dbias, 0, totals);
-      std::memset(acc.chunk_dbias, 0, chunk);
-    }
+    if (want_dweight_) std::memset(acc.chunk_dweight, 0, chunk);
+    if (want_dbias_) std::memset(acc.chunk_dbias, 0, chunk);
+    if (sharing_ == kSharedByColumns) ensure_totals(acc);  // threads would race to zero them
   }
 }
 
@@ -302,15 +318,28 @@ GradAccumulator Accumulators::at(int i) const {
   acc.total_dbias = acc.total_dweight + n_;
   acc.chunk_dweight = reinterpret_cast<unsigned char*>(acc.total_dbias + n_) + kSkew;
   acc.chunk_dbias = static_cast<unsigned char*>(acc.chunk_dweight) + n_ * arith_size_ + kSkew;
+  if (direct_dweight_) acc.chunk_dweight = direct_dweight_;
+  if (direct_dbias_) acc.chunk_dbias = direct_dbias_;
   acc.want_dweight = want_dweight_;
   acc.want_dbias = want_dbias_;
+  acc.totals_zeroed = totals_zeroed_ + i;
+  acc.n = n_;
   return acc;
 }
 
 void Accumulators::write(const Vector& dweight, const Vector& dbias) const {
   if (per_accumulator_ == 0) return;
-  // Thread order, fixed: deterministic for a given thread count.
+  const bool dbl = arith_size_ == sizeof(double);
   const GradAccumulator first = at(0);
+  if (sharing_ == kOnePerThread && count_ == 1 && !*first.totals_zeroed) {
+    if (want_dweight_ && dweight.data && !direct_dweight_) write_chunk(dweight, first.chunk_dweight, dbl, n_);
+    if (want_dbias_ && dbias.data && !direct_dbias_) write_chunk(dbias, first.chunk_dbias, dbl, n_);
+    return;
+  }
+  if (sharing_ == kOnePerThread) {
+    for (int i = 0; i < count_; ++i) flush_chunk(at(i), dbl, 0, n_);
+  }
+  // Thread order, fixed: deterministic for a given thread count.
   auto add_in_order = [&](double* __restrict__ into, auto total_of) {
     for (int i = 1; i < count_; ++i) {
       const double* __restrict__ other = total_of(at(i));
@@ -361,21 +390,20 @@ void run_backward(const calls::BackwardCall& call, int threads, const Vector& dw
   const bool dbl = plan.dtype == DType::kFloat64;
   const bool split = split_rows(rows, n, threads);
   // One accumulator per thread (row split) or one shared by column (block split).
-  const Accumulators accumulators(n, dbl, split ? 1 : threads, plan.want_dweight, plan.want_dbias);
+  const Accumulators accumulators(n, dbl, split ? 1 : threads, dweight, dbias,
+                                  split ? Accumulators::kSharedByColumns : Accumulators::kOnePerThread);
   auto make_accumulator = [&](int i) { return accumulators.at(i); };
 
   if (rows > 0 && !split) {
     if (threads == 1) {
       GradAccumulator acc = make_accumulator(0);
-      backward_rows(plan, 0, rows, acc);
-      if (accumulate) flush_chunk(acc, dbl, 0, n);
+      backward_rows(plan, 0, rows, acc);  // its last rows stay in the chunk: accumulators.write flushes them
     } else {
 #pragma omp parallel num_threads(threads)
       {
         const int t = thread_index(), nt = thread_count_in_team();
         GradAccumulator acc = make_accumulator(t);
         backward_rows(plan, rows * t / nt, rows * (t + 1) / nt, acc);
-        if (accumulate) flush_chunk(acc, dbl, 0, n);
       }
     }
   } else if (rows > 0) {

@@ -30,13 +30,26 @@ BackwardPlan backward_plan_for(const calls::BackwardCall& call);
 
 // The dweight/dbias scratch of one backward call: `count` accumulators of n
 // columns each (none when neither is wanted), in the calling thread's
-// reusable workspace; the wanted halves zeroed.
+// reusable workspace; the wanted chunks zeroed. Each accumulator belongs to
+// one thread, which leaves its last rows in the chunk: write() flushes them.
+// Their totals are zeroed on first use (GradAccumulator::totals_zeroed),
+// except with kSharedByColumns, where threads share one accumulator by
+// columns, flush their own columns themselves, and the totals are zeroed up
+// front.
 class Accumulators {
  public:
-  Accumulators(int64_t n, bool double_arithmetic, int count, bool want_dweight, bool want_dbias);
+  enum Sharing { kOnePerThread, kSharedByColumns };
+  // dweight / dbias: the call's outputs (data may be null). A single
+  // accumulator whose output has the chunk's type accumulates straight into
+  // it, so that a call that never flushes has nothing left to write.
+  Accumulators(int64_t n, bool double_arithmetic, int count, const Vector& dweight, const Vector& dbias,
+               Sharing sharing = kOnePerThread);
   GradAccumulator at(int i) const;
-  // Adds accumulators 1.. into 0 in order (deterministic for a given count)
-  // and writes dweight / dbias where their data is non-null.
+  // Flushes each accumulator's chunk (kOnePerThread), adds accumulators 1..
+  // into 0 in order (deterministic for a given count) and writes dweight /
+  // dbias where their data is non-null. A single accumulator whose totals
+  // were never used is written straight from its chunk: the same values, as
+  // its total would be 0 + chunk exactly.
   void write(const Vector& dweight, const Vector& dbias) const;
   bool active() const { return per_accumulator_ > 0; }
 
@@ -46,7 +59,11 @@ class Accumulators {
   int count_;
   size_t per_accumulator_;
   bool want_dweight_, want_dbias_;
+  Sharing sharing_;
+  void* direct_dweight_ = nullptr;  // the output used as the chunk, or null
+  void* direct_dbias_ = nullptr;
   unsigned char* base_;
+  bool* totals_zeroed_;  // one flag per accumulator, after the accumulators in the workspace
 };
 
 }  // namespace rmsnorm::cpu

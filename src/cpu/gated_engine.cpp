@@ -24,14 +24,13 @@ void run_gated_backward(const calls::BackwardCall& call, const calls::Gating& ga
   // The gated kernels run in double lanes whatever the dtype, and so does
   // their dweight chunk.
   const bool dbl = true;
-  const Accumulators accumulators(call.norm.n, dbl, threads, plan.want_dweight, false);
+  const Accumulators accumulators(call.norm.n, dbl, threads, dweight, Vector{});
   if (call.rows > 0) {
 #pragma omp parallel num_threads(threads)
     {
       const int t = thread_index(), nt = thread_count_in_team();
       GradAccumulator acc = accumulators.at(t);
-      gated_backward_rows(plan, gating, call.rows * t / nt, call.rows * (t + 1) / nt, acc);
-      if (plan.want_dweight) flush_chunk(acc, dbl, 0, call.norm.n);
+      gated_backward_rows(plan, gating, call.rows * t / nt, call.rows * (t + 1) / nt, acc);  // write() flushes
     }
   }
   accumulators.write(dweight, Vector{});

@@ -253,7 +253,7 @@ void run_shard_backward_apply(const calls::BackwardCall& call, const NormParams&
   const int64_t n = call.norm.n;
   const bool dbl = plan.dtype == DType::kFloat64;
   const bool accumulate = plan.want_dweight || plan.want_dbias;
-  const Accumulators accumulators(n, dbl, threads, plan.want_dweight, plan.want_dbias);
+  const Accumulators accumulators(n, dbl, threads, dweight, dbias);
   for_row_ranges(threads, call.rows, [&](int64_t begin, int64_t end) {
     GradAccumulator acc = accumulators.at(thread_index());
     std::vector<GradientSums> blocks(static_cast<size_t>(block_count(n)));
@@ -289,9 +289,8 @@ void run_shard_backward_apply(const calls::BackwardCall& call, const NormParams&
         acc.rows_in_chunk = 0;
       }
     }
-    if (accumulate) flush_chunk(acc, dbl, 0, n);
   });
-  accumulators.write(dweight, dbias);
+  accumulators.write(dweight, dbias);  // flushes each thread's last rows
 }
 
 }  // namespace rmsnorm::cpu

@@ -133,6 +133,7 @@ void slow_backward_row(const BackwardPlan& plan, int64_t row, int64_t column_beg
   // whose float sum would overflow to inf - inf = NaN. The order of additions
   // is still fixed.
   if (acc.total_dweight) {
+    ensure_totals(acc);
     for (int64_t c = column_begin; c < column_end; ++c) {
       const Wide d = load(plan.dtype, dy, c);
       acc.total_dweight[c] += static_cast<double>(d * (load(plan.dtype, x, c) - st.mean) / st.r);
@@ -215,6 +216,7 @@ void slow_backward_apply(const BackwardPlan& plan, const NormParams& global, int
   const void* dy = row_pointer<char>(plan.dy, row, plan.dy_stride * esize);
   void* dx = row_pointer<char>(plan.dx, row, plan.dx_stride * esize);
   if (acc.total_dweight) {  // straight into the double totals, as slow_backward_row
+    ensure_totals(acc);
     for (int64_t c = column_begin; c < column_end; ++c) {
       const Wide d = load(plan.dtype, dy, c);
       acc.total_dweight[c] += static_cast<double>(d * (load(plan.dtype, x, c) - g.mean) * g.inv_r);
@@ -326,6 +328,7 @@ void slow_gated_backward_group(const BackwardPlan& plan, const calls::Gating& ga
     D += gy[i] * (g.u[i] / g.r);
   }
   if (acc.total_dweight && plan.want_dweight) {  // straight into the double totals, as slow_backward_row
+    ensure_totals(acc);
     for (int64_t i = 0; i < g.m; ++i) {
       const int64_t c = g.c0 + i;
       acc.total_dweight[c] +=
