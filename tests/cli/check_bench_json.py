@@ -2,7 +2,9 @@
 """Checks the structure of `rmsnorm bench --json` output and that every
 correctness check passed. Asserts nothing about speed.
 
-    check_bench_json.py BENCH.json EXPECTED_SHAPE DTYPE[,DTYPE...]
+    check_bench_json.py BENCH.json EXPECTED_SHAPE DTYPE[,DTYPE...] [SIMD_TARGET]
+
+With SIMD_TARGET (a run with --target), the machine description must name it.
 """
 import json
 import math
@@ -23,6 +25,8 @@ def main(argv):
     for key in ("cpu_model", "logical_cpus", "simd_target", "rmsnorm_version", "date_utc"):
         if key not in doc["machine"]:
             fail(f"machine description lacks {key!r}")
+    if len(argv) > 4 and doc["machine"]["simd_target"] != argv[4]:
+        fail(f"simd_target {doc['machine']['simd_target']!r}, expected the forced {argv[4]!r}")
     if doc["all_checks_passed"] is not True:
         fail("all_checks_passed is not true")
     groups = doc["groups"]
@@ -54,6 +58,11 @@ def main(argv):
                 fail(f"{r['key']}: non-positive time or bandwidth")
             if len(r["sample_ms"]) != doc["settings"]["repetitions"]:
                 fail(f"{r['key']}: {len(r['sample_ms'])} samples, expected {doc['settings']['repetitions']}")
+            rows = int(g["shape"].split("x")[0])
+            if r["key"] != "ceiling.large_copy":
+                expected_ns = r["median_ms"] * 1e6 / rows
+                if not math.isclose(r.get("ns_per_row", -1), expected_ns, rel_tol=1e-9):
+                    fail(f"{r['key']}: ns_per_row {r.get('ns_per_row')} is not median_ms / rows = {expected_ns}")
             if r["ceiling"]:
                 continue
             check = r.get("check")

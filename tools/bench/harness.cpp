@@ -91,7 +91,11 @@ Group run_group(const Problem& problem, const Settings& settings, Implementation
 
 }  // namespace
 
-std::vector<Shape> default_shapes() { return {{1, 4096}, {32, 4096}, {2048, 768}, {4096, 4096}, {16384, 8192}}; }
+// Single decode rows, cache-resident batches (a GRU step, a small training
+// batch, BERT-base tokens) and DRAM-sized ones.
+std::vector<Shape> default_shapes() {
+  return {{1, 4096}, {1, 8192}, {32, 256}, {64, 512}, {32, 4096}, {2048, 768}, {4096, 4096}, {16384, 8192}};
+}
 
 const Result* Group::find(const std::string& key) const {
   for (const Result& r : results)

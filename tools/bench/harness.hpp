@@ -23,7 +23,7 @@ struct Settings {
   std::vector<std::string> only;     // implementation keys to keep (prefix match); empty: all
 };
 
-std::vector<Shape> default_shapes();  // 1x4096, 32x4096, 2048x768, 4096x4096, 16384x8192
+std::vector<Shape> default_shapes();  // 1x4096 1x8192 32x256 64x512 32x4096 2048x768 4096x4096 16384x8192
 
 struct Verification {
   bool checked = false;

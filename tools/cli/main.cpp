@@ -68,7 +68,15 @@ constexpr int kMaxBenchThreads = 256;
 
 int run_bench(rmsnorm::bench::Settings settings, const std::vector<std::string>& shapes, bool no_default_shapes,
               const std::vector<std::string>& dtypes, const std::vector<std::string>& directions,
-              const std::string& json_path, const std::string& plot_path) {
+              const std::string& target, const std::string& json_path, const std::string& plot_path) {
+  // Before describe_machine, which records the target the run used.
+  if (!target.empty()) {
+    try {
+      rmsnorm::set_simd_target(target);
+    } catch (const rmsnorm::Error& e) {
+      throw CLI::ValidationError("--target", e.what());
+    }
+  }
   if (!no_default_shapes) settings.shapes = rmsnorm::bench::default_shapes();
   for (const std::string& s : shapes) settings.shapes.push_back(rmsnorm::bench::parse_shape(s));
   if (settings.shapes.empty()) throw CLI::ValidationError("--shape", "no shapes to run (--no-default-shapes without --shape)");
@@ -128,10 +136,14 @@ int main(int argc, char** argv) {
   rmsnorm::bench::Settings settings;
   std::vector<std::string> shapes, dtypes{"f32"}, directions{"forward", "fwdbwd"};
   bool no_default_shapes = false;
-  std::string json_path, plot_path;
+  std::string json_path, plot_path, target;
   bench->add_option("--shape", shapes, "extra shape RxN, e.g. 8x1024 (repeatable)");
   bench->add_flag("--no-default-shapes", no_default_shapes,
-                  "run only the --shape shapes (defaults: 1x4096 32x4096 2048x768 4096x4096 16384x8192)");
+                  "run only the --shape shapes (defaults: 1x4096 1x8192 32x256 64x512 32x4096 2048x768 4096x4096 "
+                  "16384x8192)");
+  bench->add_option("--target", target,
+                    "force our kernels' SIMD target (e.g. AVX2 on an AVX-512 machine; `rmsnorm info` lists the "
+                    "compiled ones); default: the best the CPU supports");
   bench->add_option("--dtype", dtypes, "data types: f32, bf16, f16, f64 (comma-separated)")->delimiter(',');
   // An upper bound too: OpenMP cannot start 100000 threads (it crashed), and
   // more threads than a few per core measure only the scheduler.
@@ -194,7 +206,7 @@ int main(int argc, char** argv) {
       return rmsnorm::reproduce::run(reproduce_options, rmsnorm::bench::to_json(rmsnorm::bench::describe_machine()));
     }
 #endif
-    return run_bench(settings, shapes, no_default_shapes, dtypes, directions, json_path, plot_path);
+    return run_bench(settings, shapes, no_default_shapes, dtypes, directions, target, json_path, plot_path);
   } catch (const CLI::Error& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
