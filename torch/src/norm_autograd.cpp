@@ -1,5 +1,5 @@
-// The Autograd kernels of torch.ops.rmsnorm.*: each forward op records an
-// autograd Function whose backward calls the matching backward op through the
+// The Autograd kernels of torch.ops.rmsnorm.*: each forward op records a
+// graph node whose backward calls the matching backward op through the
 // dispatcher (so it runs on whatever backend holds the tensors). The ops that
 // cannot be differentiated say so: the backward ops record a node that raises
 // if a second derivative is asked for, and the out= and in-place forms refuse
@@ -7,9 +7,13 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
 #include <torch/library.h>
 
 #include <array>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -51,15 +55,6 @@ using GatedBackward = Triple(const at::Tensor&, const at::Tensor&, const Optiona
                              const at::Tensor&, int64_t, c10::string_view, double, c10::string_view, double, Mask);
 
 OptionalTensor optional_of(const at::Tensor& t) { return t.defined() ? OptionalTensor(t) : c10::nullopt; }
-
-// AutogradContext::needs_input_grad counts the tensor arguments that were
-// given: an absent optional takes no index. Index of the i-th optional among
-// `given`, after `before` tensors that are always present.
-size_t input_index(size_t before, std::initializer_list<bool> given_before) {
-  size_t index = before;
-  for (bool g : given_before) index += g ? 1 : 0;
-  return index;
-}
 
 // ---------------------------------------------------------------- no double backward
 
@@ -110,57 +105,91 @@ Triple backward_without_graph(std::initializer_list<const at::Tensor*> inputs, C
   return out;
 }
 
+// ---------------------------------------------------------------- graph nodes
+
+// Each differentiable forward op records one node, written as PyTorch's own
+// generated nodes are: typed members and SavedVariables. An autograd
+// Function (CppNode) kept its scalars in a string-keyed map of IValues and
+// copied its arguments into vectors and strings on every call, a measurable
+// part of a small call's overhead. The node's edges are the op's tensor
+// inputs in order (absent optionals give empty edges), so output i of apply()
+// is the gradient of input i.
+using ::torch::autograd::Node;
+using ::torch::autograd::SavedVariable;
+using ::torch::autograd::variable_list;
+
+// The node for an op's inputs, or null when no gradient is recorded (grad
+// mode off, or no input requires grad).
+template <class NodeT, class... Inputs>
+std::shared_ptr<NodeT> make_node(const Inputs&... inputs) {
+  if (!::torch::autograd::compute_requires_grad(inputs...)) return nullptr;
+  std::shared_ptr<NodeT> node(new NodeT(), ::torch::autograd::deleteNode);
+  node->set_next_edges(::torch::autograd::collect_next_edges(inputs...));
+  return node;
+}
+
+// Gradients flow into the op's differentiable outputs, in order; the
+// statistics it also returns stay outside the graph.
+void record_outputs(const std::shared_ptr<Node>& node, std::initializer_list<at::Tensor*> differentiable) {
+  for (at::Tensor* t : differentiable) ::torch::autograd::set_history(*t, node);
+}
+
+SavedVariable save_input(const OptionalTensor& t) { return SavedVariable(t.value_or(at::Tensor()), false); }
+
 // ---------------------------------------------------------------- RMSNorm
 
-struct RmsNormFunction : public ::torch::autograd::Function<RmsNormFunction> {
-  static tensor_list forward(AutogradContext* ctx, const at::Tensor& input, std::vector<int64_t> normalized_shape,
-                             const OptionalTensor& weight, const OptionalTensor& bias, double eps, double p,
-                             std::string eps_placement, double weight_offset, std::string rounding) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto forward_op = op<RmsForward>("rmsnorm::rms_norm_forward");
-    auto [y, inv_rms] =
-        forward_op.call(input, normalized_shape, weight, bias, eps, p, eps_placement, weight_offset, rounding);
-    ctx->save_for_backward({input, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), inv_rms});
-    ctx->saved_data["normalized_shape"] = normalized_shape;
-    ctx->saved_data["eps"] = eps;
-    ctx->saved_data["p"] = p;
-    ctx->saved_data["eps_placement"] = eps_placement;
-    ctx->saved_data["weight_offset"] = weight_offset;
-    ctx->mark_non_differentiable({inv_rms});
-    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
-    ctx->set_materialize_grads(false);
-    return {y, inv_rms};
-  }
+struct RmsNormBackward : public Node {
+  SavedVariable input, weight, bias, inv_rms;
+  std::vector<int64_t> normalized_shape;
+  double eps = 0, p = 1, weight_offset = 0;
+  std::string eps_placement;
 
-  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &weight = saved[1], &bias = saved[2], &inv_rms = saved[3];
-    const size_t weight_index = 1, bias_index = input_index(1, {weight.defined()});
-    const Mask mask{ctx->needs_input_grad(0), weight.defined() && ctx->needs_input_grad(weight_index),
-                    bias.defined() && ctx->needs_input_grad(bias_index)};
-    tensor_list out(9);
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(3);  // input, weight, bias
     if (!grads[0].defined()) return out;
+    const at::Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    const Mask mask{task_should_compute_output(0), w.defined() && task_should_compute_output(1),
+                    b.defined() && task_should_compute_output(2)};
     static const auto backward_op = op<RmsBackward>("rmsnorm::rms_norm_backward");
-    const auto shape = ctx->saved_data["normalized_shape"].toIntVector();
-    auto [dx, dweight, dbias] =
-        backward_op.call(grads[0], input, shape, optional_of(weight), optional_of(bias), inv_rms,
-                         ctx->saved_data["eps"].toDouble(), ctx->saved_data["p"].toDouble(),
-                         ctx->saved_data["eps_placement"].toStringRef(), ctx->saved_data["weight_offset"].toDouble(), mask);
-    out[0] = dx;
-    out[2] = dweight;
-    out[3] = dbias;
+    auto [dx, dweight, dbias] = backward_op.call(grads[0], x, normalized_shape, optional_of(w), optional_of(b),
+                                                 inv_rms.unpack(), eps, p, eps_placement, weight_offset, mask);
+    out[0] = std::move(dx);
+    out[1] = std::move(dweight);
+    out[2] = std::move(dbias);
     return out;
   }
+  void release_variables() override {
+    input.reset_data();
+    weight.reset_data();
+    bias.reset_data();
+    inv_rms.reset_data();
+  }
+  std::string name() const override { return "rmsnorm::RmsNormBackward"; }
 };
 
 Pair rms_norm_forward_autograd(const at::Tensor& input, at::IntArrayRef normalized_shape, const OptionalTensor& weight,
                                const OptionalTensor& bias, double eps, double p, c10::string_view eps_placement,
                                double weight_offset, c10::string_view rounding) {
-  const tensor_list out =
-      RmsNormFunction::apply(input, normalized_shape.vec(), optional_of(weight.value_or(at::Tensor())),
-                             optional_of(bias.value_or(at::Tensor())), eps, p, std::string(eps_placement), weight_offset,
-                             std::string(rounding));
-  return {out[0], out[1]};
+  const auto node = make_node<RmsNormBackward>(input, weight, bias);
+  static const auto forward_op = op<RmsForward>("rmsnorm::rms_norm_forward");
+  Pair out;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    out = forward_op.call(input, normalized_shape, weight, bias, eps, p, eps_placement, weight_offset, rounding);
+  }
+  if (node) {
+    record_outputs(node, {&std::get<0>(out)});
+    node->input = SavedVariable(input, false);
+    node->weight = save_input(weight);
+    node->bias = save_input(bias);
+    node->inv_rms = SavedVariable(std::get<1>(out), false);
+    node->normalized_shape = normalized_shape.vec();
+    node->eps = eps;
+    node->p = p;
+    node->weight_offset = weight_offset;
+    node->eps_placement = std::string(eps_placement);
+  }
+  return out;
 }
 
 Triple rms_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& input, at::IntArrayRef normalized_shape,
@@ -176,50 +205,57 @@ Triple rms_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& in
 
 // ---------------------------------------------------------------- LayerNorm
 
-struct LayerNormFunction : public ::torch::autograd::Function<LayerNormFunction> {
-  static tensor_list forward(AutogradContext* ctx, const at::Tensor& input, std::vector<int64_t> normalized_shape,
-                             const OptionalTensor& weight, const OptionalTensor& bias, double eps, double weight_offset,
-                             std::string rounding) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto forward_op = op<LnForward>("rmsnorm::layer_norm_forward");
-    auto [y, mean, inv_rms] = forward_op.call(input, normalized_shape, weight, bias, eps, weight_offset, rounding);
-    ctx->save_for_backward({input, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), mean, inv_rms});
-    ctx->saved_data["normalized_shape"] = normalized_shape;
-    ctx->saved_data["eps"] = eps;
-    ctx->saved_data["weight_offset"] = weight_offset;
-    ctx->mark_non_differentiable({mean, inv_rms});
-    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
-    ctx->set_materialize_grads(false);
-    return {y, mean, inv_rms};
-  }
+struct LayerNormBackward : public Node {
+  SavedVariable input, weight, bias, mean, inv_rms;
+  std::vector<int64_t> normalized_shape;
+  double eps = 0, weight_offset = 0;
 
-  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &weight = saved[1], &bias = saved[2], &mean = saved[3], &inv_rms = saved[4];
-    const size_t weight_index = 1, bias_index = input_index(1, {weight.defined()});
-    const Mask mask{ctx->needs_input_grad(0), weight.defined() && ctx->needs_input_grad(weight_index),
-                    bias.defined() && ctx->needs_input_grad(bias_index)};
-    tensor_list out(7);
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(3);  // input, weight, bias
     if (!grads[0].defined()) return out;
+    const at::Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    const Mask mask{task_should_compute_output(0), w.defined() && task_should_compute_output(1),
+                    b.defined() && task_should_compute_output(2)};
     static const auto backward_op = op<LnBackward>("rmsnorm::layer_norm_backward");
-    const auto shape = ctx->saved_data["normalized_shape"].toIntVector();
-    auto [dx, dweight, dbias] =
-        backward_op.call(grads[0], input, shape, optional_of(weight), optional_of(bias), mean, inv_rms,
-                         ctx->saved_data["eps"].toDouble(), ctx->saved_data["weight_offset"].toDouble(), mask);
-    out[0] = dx;
-    out[2] = dweight;
-    out[3] = dbias;
+    auto [dx, dweight, dbias] = backward_op.call(grads[0], x, normalized_shape, optional_of(w), optional_of(b),
+                                                 mean.unpack(), inv_rms.unpack(), eps, weight_offset, mask);
+    out[0] = std::move(dx);
+    out[1] = std::move(dweight);
+    out[2] = std::move(dbias);
     return out;
   }
+  void release_variables() override {
+    input.reset_data();
+    weight.reset_data();
+    bias.reset_data();
+    mean.reset_data();
+    inv_rms.reset_data();
+  }
+  std::string name() const override { return "rmsnorm::LayerNormBackward"; }
 };
 
 Triple layer_norm_forward_autograd(const at::Tensor& input, at::IntArrayRef normalized_shape,
                                    const OptionalTensor& weight, const OptionalTensor& bias, double eps,
                                    double weight_offset, c10::string_view rounding) {
-  const tensor_list out =
-      LayerNormFunction::apply(input, normalized_shape.vec(), optional_of(weight.value_or(at::Tensor())),
-                               optional_of(bias.value_or(at::Tensor())), eps, weight_offset, std::string(rounding));
-  return {out[0], out[1], out[2]};
+  const auto node = make_node<LayerNormBackward>(input, weight, bias);
+  static const auto forward_op = op<LnForward>("rmsnorm::layer_norm_forward");
+  Triple out;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    out = forward_op.call(input, normalized_shape, weight, bias, eps, weight_offset, rounding);
+  }
+  if (node) {
+    record_outputs(node, {&std::get<0>(out)});
+    node->input = SavedVariable(input, false);
+    node->weight = save_input(weight);
+    node->bias = save_input(bias);
+    node->mean = SavedVariable(std::get<1>(out), false);
+    node->inv_rms = SavedVariable(std::get<2>(out), false);
+    node->normalized_shape = normalized_shape.vec();
+    node->eps = eps;
+    node->weight_offset = weight_offset;
+  }
+  return out;
 }
 
 Triple layer_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& input, at::IntArrayRef normalized_shape,
@@ -234,61 +270,66 @@ Triple layer_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& 
 
 // ---------------------------------------------------------------- fused residual add
 
-struct AddRmsNormFunction : public ::torch::autograd::Function<AddRmsNormFunction> {
-  static tensor_list forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& residual,
-                             std::vector<int64_t> normalized_shape, const OptionalTensor& weight,
-                             const OptionalTensor& bias, double eps, double p, std::string eps_placement,
-                             double weight_offset, std::string rounding) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto forward_op = op<AddForward>("rmsnorm::add_rms_norm_forward");
-    auto [y, h, inv_rms] = forward_op.call(input, residual, normalized_shape, weight, bias, eps, p, eps_placement,
-                                           weight_offset, rounding);
-    ctx->save_for_backward({h, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), inv_rms});
-    ctx->saved_data["normalized_shape"] = normalized_shape;
-    ctx->saved_data["eps"] = eps;
-    ctx->saved_data["p"] = p;
-    ctx->saved_data["eps_placement"] = eps_placement;
-    ctx->saved_data["weight_offset"] = weight_offset;
-    ctx->mark_non_differentiable({inv_rms});
-    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
-    ctx->set_materialize_grads(false);
-    return {y, h, inv_rms};
-  }
+struct AddRmsNormBackward : public Node {
+  SavedVariable h, weight, bias, inv_rms;
+  std::vector<int64_t> normalized_shape;
+  double eps = 0, p = 1, weight_offset = 0;
+  std::string eps_placement;
 
-  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &h = saved[0], &weight = saved[1], &bias = saved[2], &inv_rms = saved[3];
-    const size_t weight_index = 2, bias_index = input_index(2, {weight.defined()});
-    const bool want_input = ctx->needs_input_grad(0) || ctx->needs_input_grad(1);
-    const Mask mask{want_input, weight.defined() && ctx->needs_input_grad(weight_index),
-                    bias.defined() && ctx->needs_input_grad(bias_index)};
-    tensor_list out(10);
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(4);  // input, residual, weight, bias
     if (!grads[0].defined() && !grads[1].defined()) return out;
+    const at::Tensor hv = h.unpack(shared_from_this()), w = weight.unpack(), b = bias.unpack();
+    const bool want_input = task_should_compute_output(0) || task_should_compute_output(1);
+    const Mask mask{want_input, w.defined() && task_should_compute_output(2),
+                    b.defined() && task_should_compute_output(3)};
     // Only h used downstream: y's gradient is zero.
-    const at::Tensor grad_y = grads[0].defined() ? grads[0] : at::zeros_like(h);
+    const at::Tensor grad_y = grads[0].defined() ? grads[0] : at::zeros_like(hv);
     static const auto backward_op = op<AddBackward>("rmsnorm::add_rms_norm_backward");
-    const auto shape = ctx->saved_data["normalized_shape"].toIntVector();
-    auto [dh, dweight, dbias] = backward_op.call(
-        grad_y, optional_of(grads[1]), h, shape, optional_of(weight), optional_of(bias), inv_rms,
-        ctx->saved_data["eps"].toDouble(), ctx->saved_data["p"].toDouble(),
-        ctx->saved_data["eps_placement"].toStringRef(), ctx->saved_data["weight_offset"].toDouble(), mask);
+    auto [dh, dweight, dbias] =
+        backward_op.call(grad_y, optional_of(grads[1]), hv, normalized_shape, optional_of(w), optional_of(b),
+                         inv_rms.unpack(), eps, p, eps_placement, weight_offset, mask);
     // h = input + residual: both receive dh.
-    if (ctx->needs_input_grad(0)) out[0] = dh;
-    if (ctx->needs_input_grad(1)) out[1] = dh;
-    out[3] = dweight;
-    out[4] = dbias;
+    if (task_should_compute_output(0)) out[0] = dh;
+    if (task_should_compute_output(1)) out[1] = dh;
+    out[2] = std::move(dweight);
+    out[3] = std::move(dbias);
     return out;
   }
+  void release_variables() override {
+    h.reset_data();
+    weight.reset_data();
+    bias.reset_data();
+    inv_rms.reset_data();
+  }
+  std::string name() const override { return "rmsnorm::AddRmsNormBackward"; }
 };
 
 Triple add_rms_norm_forward_autograd(const at::Tensor& input, const at::Tensor& residual,
                                      at::IntArrayRef normalized_shape, const OptionalTensor& weight,
                                      const OptionalTensor& bias, double eps, double p, c10::string_view eps_placement,
                                      double weight_offset, c10::string_view rounding) {
-  const tensor_list out = AddRmsNormFunction::apply(
-      input, residual, normalized_shape.vec(), optional_of(weight.value_or(at::Tensor())),
-      optional_of(bias.value_or(at::Tensor())), eps, p, std::string(eps_placement), weight_offset, std::string(rounding));
-  return {out[0], out[1], out[2]};
+  const auto node = make_node<AddRmsNormBackward>(input, residual, weight, bias);
+  static const auto forward_op = op<AddForward>("rmsnorm::add_rms_norm_forward");
+  Triple out;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    out = forward_op.call(input, residual, normalized_shape, weight, bias, eps, p, eps_placement, weight_offset,
+                          rounding);
+  }
+  if (node) {
+    record_outputs(node, {&std::get<0>(out), &std::get<1>(out)});
+    node->h = SavedVariable(std::get<1>(out), true);  // an output of this node: saved without a reference cycle
+    node->weight = save_input(weight);
+    node->bias = save_input(bias);
+    node->inv_rms = SavedVariable(std::get<2>(out), false);
+    node->normalized_shape = normalized_shape.vec();
+    node->eps = eps;
+    node->p = p;
+    node->weight_offset = weight_offset;
+    node->eps_placement = std::string(eps_placement);
+  }
+  return out;
 }
 
 Triple add_rms_norm_backward_autograd(const at::Tensor& grad_y, const OptionalTensor& grad_h, const at::Tensor& h,
@@ -305,52 +346,58 @@ Triple add_rms_norm_backward_autograd(const at::Tensor& grad_y, const OptionalTe
 
 // ---------------------------------------------------------------- gated and grouped RMSNorm
 
-struct GatedRmsNormFunction : public ::torch::autograd::Function<GatedRmsNormFunction> {
-  static tensor_list forward(AutogradContext* ctx, const at::Tensor& input, const OptionalTensor& z,
-                             const OptionalTensor& weight, int64_t group_size, std::string gate, double eps,
-                             std::string eps_placement, double weight_offset) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto forward_op = op<GatedForward>("rmsnorm::gated_rms_norm_forward");
-    auto [y, inv_rms] = forward_op.call(input, z, weight, group_size, gate, eps, eps_placement, weight_offset);
-    ctx->save_for_backward({input, z.value_or(at::Tensor()), weight.value_or(at::Tensor()), inv_rms});
-    ctx->saved_data["group_size"] = group_size;
-    ctx->saved_data["gate"] = gate;
-    ctx->saved_data["eps"] = eps;
-    ctx->saved_data["eps_placement"] = eps_placement;
-    ctx->saved_data["weight_offset"] = weight_offset;
-    ctx->mark_non_differentiable({inv_rms});
-    // Backward takes undefined gradients as zeros itself: no zero tensors made per call.
-    ctx->set_materialize_grads(false);
-    return {y, inv_rms};
-  }
+struct GatedRmsNormBackward : public Node {
+  SavedVariable input, z, weight, inv_rms;
+  int64_t group_size = 0;
+  std::string gate, eps_placement;
+  double eps = 0, weight_offset = 0;
 
-  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &input = saved[0], &z = saved[1], &weight = saved[2], &inv_rms = saved[3];
-    const size_t z_index = 1, weight_index = input_index(1, {z.defined()});
-    const Mask mask{ctx->needs_input_grad(0), z.defined() && ctx->needs_input_grad(z_index),
-                    weight.defined() && ctx->needs_input_grad(weight_index)};
-    tensor_list out(8);
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(3);  // input, z, weight
     if (!grads[0].defined()) return out;
+    const at::Tensor x = input.unpack(), zv = z.unpack(), w = weight.unpack();
+    const Mask mask{task_should_compute_output(0), zv.defined() && task_should_compute_output(1),
+                    w.defined() && task_should_compute_output(2)};
     static const auto backward_op = op<GatedBackward>("rmsnorm::gated_rms_norm_backward");
-    auto [dx, dz, dweight] = backward_op.call(
-        grads[0], input, optional_of(z), optional_of(weight), inv_rms, ctx->saved_data["group_size"].toInt(),
-        ctx->saved_data["gate"].toStringRef(), ctx->saved_data["eps"].toDouble(),
-        ctx->saved_data["eps_placement"].toStringRef(), ctx->saved_data["weight_offset"].toDouble(), mask);
-    out[0] = dx;
-    out[1] = dz;
-    out[2] = dweight;
+    auto [dx, dz, dweight] = backward_op.call(grads[0], x, optional_of(zv), optional_of(w), inv_rms.unpack(),
+                                              group_size, gate, eps, eps_placement, weight_offset, mask);
+    out[0] = std::move(dx);
+    out[1] = std::move(dz);
+    out[2] = std::move(dweight);
     return out;
   }
+  void release_variables() override {
+    input.reset_data();
+    z.reset_data();
+    weight.reset_data();
+    inv_rms.reset_data();
+  }
+  std::string name() const override { return "rmsnorm::GatedRmsNormBackward"; }
 };
 
 Pair gated_rms_norm_forward_autograd(const at::Tensor& input, const OptionalTensor& z, const OptionalTensor& weight,
                                      int64_t group_size, c10::string_view gate, double eps,
                                      c10::string_view eps_placement, double weight_offset) {
-  const tensor_list out = GatedRmsNormFunction::apply(input, optional_of(z.value_or(at::Tensor())),
-                                                      optional_of(weight.value_or(at::Tensor())), group_size,
-                                                      std::string(gate), eps, std::string(eps_placement), weight_offset);
-  return {out[0], out[1]};
+  const auto node = make_node<GatedRmsNormBackward>(input, z, weight);
+  static const auto forward_op = op<GatedForward>("rmsnorm::gated_rms_norm_forward");
+  Pair out;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    out = forward_op.call(input, z, weight, group_size, gate, eps, eps_placement, weight_offset);
+  }
+  if (node) {
+    record_outputs(node, {&std::get<0>(out)});
+    node->input = SavedVariable(input, false);
+    node->z = save_input(z);
+    node->weight = save_input(weight);
+    node->inv_rms = SavedVariable(std::get<1>(out), false);
+    node->group_size = group_size;
+    node->gate = std::string(gate);
+    node->eps = eps;
+    node->eps_placement = std::string(eps_placement);
+    node->weight_offset = weight_offset;
+  }
+  return out;
 }
 
 Triple gated_rms_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& input, const OptionalTensor& z,
