@@ -9,7 +9,9 @@
    formula Hugging Face's LlamaRMSNorm runs, which is also what F.rms_norm runs on CPU).
 2. Per-call cost at 1x4096 (forward only and forward + backward), to compare builds:
    run once per library with RMSNORM_TORCH_LIBRARY pointing at each.
-3. The allocation a functional call pays at 16384x8192 float32 against out= (no allocation);
+3. The ops alone (issue 15): forward + backward with the weight gradient of our rms_norm and
+   layer_norm ops and F.layer_norm, float32, at the GRU's and the reproduction's shapes.
+4. The allocation a functional call pays at 16384x8192 float32 against out= (no allocation);
    run with and without MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 to
    see what glibc's return of large blocks to the kernel costs.
 """
@@ -102,6 +104,34 @@ def per_call(reps):
         print(f"- {name}: {seconds / 200 * 1e6:.2f} us per call")
 
 
+def ops_alone(shapes, reps):
+    print("\n## The ops alone: forward + backward with the weight gradient, float32 (microseconds, medians)")
+    print("| shape | our rms_norm | our layer_norm | F.layer_norm | our layer_norm / rms_norm | F.layer_norm / rms_norm |")
+    print("|---|---|---|---|---|---|")
+    for rows, n in shapes:
+        x = torch.randn(rows, n, requires_grad=True)
+        dy = torch.randn(rows, n)
+        w = torch.ones(n, requires_grad=True)
+        b = torch.zeros(n, requires_grad=True)
+        calls = max(1, min(200, 2_000_000 // (rows * n)))
+
+        def step(forward):
+            def run():
+                for _ in range(calls):
+                    x.grad = w.grad = b.grad = None  # as zero_grad(set_to_none=True)
+                    forward().backward(dy)
+            return run
+
+        medians = interleaved({
+            "rms": step(lambda: torch.ops.rmsnorm.rms_norm(x, [n], w, None, 1e-6)),
+            "ours_ln": step(lambda: torch.ops.rmsnorm.layer_norm(x, [n], w, b, 1e-5)),
+            "torch_ln": step(lambda: TF.layer_norm(x, [n], w, b, 1e-5)),
+        }, reps)
+        us = {k: v / calls * 1e6 for k, v in medians.items()}
+        print(f"| {rows}x{n} | {us['rms']:.1f} | {us['ours_ln']:.1f} | {us['torch_ln']:.1f} | "
+              f"{us['ours_ln'] / us['rms']:.2f}x | {us['torch_ln'] / us['rms']:.2f}x |")
+
+
 def allocation(reps):
     print("\n## Allocation: a functional call against out= at 16384x8192 float32 (ms, medians)")
     x = torch.randn(16384, 8192)
@@ -122,11 +152,11 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--quick", action="store_true", help="small shapes, few repetitions (a smoke test)")
-    parser.add_argument("--only", choices=["steps", "per-call", "allocation"], action="append")
+    parser.add_argument("--only", choices=["steps", "per-call", "ops", "allocation"], action="append")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.reps} repetitions")
-    parts = args.only or ["steps", "per-call", "allocation"]
+    parts = args.only or ["steps", "per-call", "ops", "allocation"]
     if args.quick:
         args.reps = 3
     if "steps" in parts:
@@ -134,6 +164,8 @@ def main():
         training_steps(shapes, [torch.float32, torch.bfloat16], args.reps)
     if "per-call" in parts:
         per_call(args.reps)
+    if "ops" in parts:
+        ops_alone([(4, 64)] if args.quick else [(32, 256), (32, 512), (2048, 512), (4096, 4096)], args.reps)
     if "allocation" in parts and not args.quick:
         allocation(args.reps)
 
