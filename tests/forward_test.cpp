@@ -203,6 +203,56 @@ TEST_P(ForwardOnEveryTarget, LayerNormOfRowsWithALargeMean) {
   }
 }
 
+// LayerNorm's statistics come from one pass around a pivot (the mean of the
+// row's first vector) unless that pivot lies far outside the row's spread;
+// then a second pass around the mean follows. Rows of both kinds, against the
+// reference, and bitwise the same for 1 and 2 threads (2 threads split a
+// single long row's blocks between them), with and without the fused
+// residual add (whose pivot is taken before the add is written).
+TEST_P(ForwardOnEveryTarget, LayerNormWhetherOrNotItsFirstElementsAreTypical) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  for (int64_t n : {2, 17, 4097, 3 * 4096 + 5}) {
+    for (int64_t rows : {1, 3}) {
+      for (bool atypical : {false, true}) {
+        for (bool fused : {false, true}) {
+          SCOPED_TRACE("n = " + std::to_string(n) + ", rows = " + std::to_string(rows) +
+                       (atypical ? ", first elements 500 sd off" : "") + (fused ? ", fused add" : ""));
+          TypedMatrix x = make_matrix(DType::kFloat32, rows, n, n), residual = make_matrix(DType::kFloat32, rows, n, n);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < n; ++c) {
+              const bool head = atypical && c < 16 && c < n - 1;  // the row's last element stays typical
+              x.set(r, c, 3.0 + (head ? 500.0 : normal(rng())));
+              residual.set(r, c, fused ? normal(rng()) : 0.0);
+            }
+          }
+          NormOptions options = layer_norm();
+          std::vector<std::vector<unsigned char>> outputs;
+          for (int threads : {1, 2}) {
+            options.num_threads = threads;
+            TypedMatrix y = make_matrix(DType::kFloat32, rows, n, n), h = residual;
+            if (fused) {
+              FusedAddArgs a;
+              a.rows = rows;
+              a.n = n;
+              a.x = {x.data(), DType::kFloat32, n};
+              a.residual = {h.data(), DType::kFloat32, n};
+              a.y = {y.data(), DType::kFloat32, n};
+              fused_add_forward(options, a);
+            } else {
+              y = forward_of(options, x, empty_vector(DType::kFloat32));
+              h = x;
+            }
+            const reference::ForwardResult want = reference::forward(options, h.values(), {}, {});
+            ASSERT_EQ(compare_rows(y, want.y, nullptr), "") << threads << " thread(s)";
+            outputs.push_back(y.bytes);
+          }
+          EXPECT_EQ(outputs[0], outputs[1]) << "1 and 2 threads differ";
+        }
+      }
+    }
+  }
+}
+
 // The non-temporal paths (outputs larger than the last-level cache) on small
 // inputs: float/double straight from registers, 16-bit types through the
 // tile, and y rows that start off a vector boundary (y's stride is n + 1).

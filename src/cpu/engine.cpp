@@ -69,43 +69,59 @@ void parallel_blocks(int threads, int64_t rows, int64_t nb, BlockFn&& fn) {
 // The statistics of every row from block sums shared among threads; the same
 // sums in the same order as RowStatisticsOf (src/cpu/statistics-inl.h).
 std::vector<RowStatistics> split_statistics(const StatisticsSource& plan, int threads) {
-  const int64_t rows = plan.rows, nb = block_count(plan.norm.n);
+  const int64_t rows = plan.rows, n = plan.norm.n, nb = block_count(n);
   const bool dbl = plan.dtype == DType::kFloat64;
+  const bool centered = plan.norm.centered;
   std::vector<double> sums(static_cast<size_t>(rows * nb)), deviations(sums.size());
-  // LayerNorm's pass 0 sums deviations from each row's pivot, known before
-  // any block's residual add has written the row.
-  std::vector<RowMean> means(static_cast<size_t>(rows));
-  if (plan.norm.centered) {
-    for (int64_t row = 0; row < rows; ++row) means[row].hi = forward_row_pivot(plan, row);
+  // LayerNorm's pass 0 sums around each row's pivot, known before any block's
+  // residual add has written the row.
+  std::vector<double> pivots(static_cast<size_t>(rows));
+  if (centered) {
+    for (int64_t row = 0; row < rows; ++row) pivots[row] = forward_row_pivot(plan, row);
   }
   parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-    forward_block_sums(plan, row, b, b + 1, 0, means[row], &sums[row * nb], &deviations[row * nb]);
+    forward_block_sums(plan, row, b, b + 1, 0, RowMean{pivots[row], 0.0}, &sums[row * nb], &deviations[row * nb]);
   });
   std::vector<RowStatistics> stats(static_cast<size_t>(rows));
-  auto finite = [](const RowMean& m) { return std::isfinite(m.hi) && std::isfinite(m.lo); };
-  if (plan.norm.centered) {
+  if (!centered) {
     for (int64_t row = 0; row < rows; ++row) {
-      means[row] = row_mean(means[row].hi, ordered_sum(&sums[row * nb], nb), plan.norm.n);
+      stats[row] = finalize_statistics(plan.norm, RowMean{}, ordered_sum(&sums[row * nb], nb), dbl);
     }
-    parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
-      if (finite(means[row])) forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &deviations[row * nb]);
-    });
+    return stats;
   }
+  // As RowStatisticsOf (src/cpu/statistics-inl.h): the one-pass statistics,
+  // else a second pass around the mean, the same sums in the same order.
+  auto finite = [](const RowMean& m) { return std::isfinite(m.hi) && std::isfinite(m.lo); };
+  std::vector<RowMean> means(static_cast<size_t>(rows));
+  std::vector<char> second_pass(static_cast<size_t>(rows), 0);
   for (int64_t row = 0; row < rows; ++row) {
-    const bool centered = plan.norm.centered;
-    if (centered && finite(means[row])) {
-      // Blocks in order, as RowStatisticsOf adds them: squares and deviations together.
-      double squares = 0.0, deviation_sum = 0.0;
-      for (int64_t b = 0; b < nb; ++b) {
-        squares += sums[row * nb + b];
-        deviation_sum += deviations[row * nb + b];
-      }
-      stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, plan.norm.n, dbl),
-                                       corrected_squares(squares, deviation_sum, plan.norm.n), dbl);
-      continue;
+    double squares = 0.0, deviation_sum = 0.0;
+    for (int64_t b = 0; b < nb; ++b) {  // together, in block order, as RowStatisticsOf
+      squares += sums[row * nb + b];
+      deviation_sum += deviations[row * nb + b];
     }
-    const double squares = centered ? means[row].hi + means[row].lo : ordered_sum(&sums[row * nb], nb);
-    stats[row] = finalize_statistics(plan.norm, means[row], squares, dbl);
+    means[row] = row_mean(pivots[row], deviation_sum, n);
+    const double spread = one_pass_spread(deviation_sum, squares, n, dbl);
+    if (!std::isnan(spread)) {
+      stats[row] = finalize_statistics(plan.norm, means[row], spread, dbl);
+    } else if (!finite(means[row])) {
+      stats[row] = finalize_statistics(plan.norm, means[row], means[row].hi, dbl);
+    } else {
+      second_pass[row] = 1;
+    }
+  }
+  parallel_blocks(threads, rows, nb, [&](int64_t row, int64_t b) {
+    if (second_pass[row]) forward_block_sums(plan, row, b, b + 1, 1, means[row], &sums[row * nb], &deviations[row * nb]);
+  });
+  for (int64_t row = 0; row < rows; ++row) {
+    if (!second_pass[row]) continue;
+    double squares = 0.0, deviation_sum = 0.0;
+    for (int64_t b = 0; b < nb; ++b) {
+      squares += sums[row * nb + b];
+      deviation_sum += deviations[row * nb + b];
+    }
+    stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, n, dbl),
+                                     corrected_squares(squares, deviation_sum, n), dbl);
   }
   return stats;
 }

@@ -290,9 +290,10 @@ void ForwardBlockSumsT(const StatisticsSource& p, int64_t row, int64_t block_beg
     if (residual && pass == 0) AddResidual(src + c0, residual + c0, c1 - c0);
     const T* block_source = residual ? residual : src;
     if (norm.centered) {
-      if (pass == 0) {
-        sums[b] = BlockSum<SumOf::kValues>(block_source + c0, c1 - c0, shift.hi);
-        deviations[b] = 0.0;
+      if (pass == 0) {  // the one-pass sums around the pivot
+        const CenteredSums shifted = BlockShiftedSums(block_source + c0, c1 - c0, shift.hi);
+        sums[b] = shifted.squares;
+        deviations[b] = shifted.deviations;
       } else {
         const CenteredSums centered = BlockCenteredSums(block_source + c0, c1 - c0, shift.hi, shift.lo);
         sums[b] = centered.squares;
@@ -313,21 +314,25 @@ void ForwardBlockSumsImpl(const StatisticsSource& p, int64_t row, int64_t block_
   });
 }
 
-// The row's first element as ForwardRowsT sees it: after the residual add,
-// rounded to T by the same vector code (AddResidual on one element, into a
-// scratch copy: the residual itself is written later, block by block).
+// The row's pivot (VectorPivot) as RowStatisticsOf sees the row: after the
+// residual add, rounded to T by the same vector code (AddResidual on the
+// first vector, into a scratch copy: the residual itself is written later,
+// block by block).
 double ForwardRowPivotImpl(const StatisticsSource& p, int64_t row) {
   double pivot = 0.0;
   dispatch_types(p.dtype, p.param_dtype, [&](auto t, auto) {
     using T = decltype(t);
     const T* x = row_pointer<T>(p.x, row, p.x_stride);
     if (!p.residual) {
-      pivot = FirstElement(x);
+      pivot = VectorPivot(x, p.norm.n);
       return;
     }
-    T first = row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride)[0];
-    AddResidual(x, &first, 1);
-    pivot = FirstElement(&first);
+    const int64_t count = std::min<int64_t>(p.norm.n, static_cast<int64_t>(kMaxLanes<Arith<T>>));
+    T first[kMaxLanes<Arith<T>>];
+    std::memcpy(first, row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride),
+                static_cast<size_t>(count) * sizeof(T));
+    AddResidual(x, first, count);
+    pivot = VectorPivot(first, count);
   });
   return pivot;
 }

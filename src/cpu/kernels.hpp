@@ -102,6 +102,26 @@ inline double corrected_squares(double squares, double deviations, int64_t n) {
   return corrected > 0 ? corrected : corrected <= 0 ? 0.0 : corrected;
 }
 
+// LayerNorm in one pass: from S1 = sum (x - pivot) and S2 = sum (x - pivot)^2
+// over the row, sum (x - mean)^2 = S2 - S1^2 / n. That subtraction cancels
+// n d^2 (d = mean - pivot), so S2's rounding is amplified by 1 + n d^2 /
+// spread. The pivot is the mean of the row's first vector (VectorPivot),
+// almost always well inside the row's spread; where it is not (n d^2 above a
+// quarter of the spread: amplification at most 1.25, against the two-pass
+// algorithm's 1), or the spread is near underflow, or anything overflowed,
+// this answers NaN and the caller takes the corrected two-pass route around
+// the mean pivot + S1 / n. A second pass over the row saved: a quarter of a
+// cache-resident LayerNorm call.
+inline double one_pass_spread(double s1, double s2, int64_t n, bool double_arithmetic) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double cancelled = s1 * (s1 / static_cast<double>(n));
+  const double spread = s2 - cancelled;
+  if (!std::isfinite(s2) || !std::isfinite(cancelled) || !(cancelled <= 0.25 * spread)) return nan;
+  // Far above the squares that could have underflowed (finalize_statistics' tiny_sum).
+  if (!(spread >= fast_range(double_arithmetic).tiny_sum * 0x1p20 * static_cast<double>(n))) return nan;
+  return spread;
+}
+
 // Backward pivots on the mean as forward saves it (in the statistics dtype),
 // also when it recomputes it, and corrects it exactly from its own pass over x
 // (finalize_gradient), so both give bitwise the same gradients and neither is
@@ -254,14 +274,16 @@ void forward_rows(const ForwardPlan& plan, int64_t row_begin, int64_t row_end);
 // of one row; `pass` 0 sums what RMSNorm needs (squares over [0,k)) or
 // LayerNorm's values; pass 1 LayerNorm's squared
 // deviations from `mean`. Writes one double per block.
-// LayerNorm's pass 0 sums x - pivot (forward_row_pivot) into `sums`; pass 1
-// writes the squared deviations from `shift` into `sums` and the deviations
-// (corrected_mean) into `deviations`. RMSNorm writes 0 there, and reads no
-// block past k.
+// LayerNorm's pass 0 sums (x - pivot)^2 into `sums` and x - pivot into
+// `deviations`, pivot = shift.hi (forward_row_pivot): the one-pass sums
+// (one_pass_spread); pass 1 writes the squared deviations from `shift` into
+// `sums` and the deviations (corrected_mean) into `deviations`. RMSNorm writes
+// 0 there, and reads no block past k.
 void forward_block_sums(const StatisticsSource& source, int64_t row, int64_t block_begin, int64_t block_end, int pass,
                         const RowMean& shift, double* sums, double* deviations);
-// The pivot of a row's LayerNorm sums: its first element, after the fused
-// residual add when there is one (computed without writing it, before the add).
+// The pivot of a row's LayerNorm sums: the mean of its first vector
+// (VectorPivot), after the fused residual add when there is one (computed
+// without writing it, before the add).
 double forward_row_pivot(const StatisticsSource& source, int64_t row);
 // Phase 2: writes y[row, column_begin..column_end) from the row's statistics.
 void forward_columns(const ForwardPlan& plan, int64_t row, int64_t column_begin, int64_t column_end,

@@ -66,11 +66,13 @@ struct ShardRowSums {
     return static_cast<double>(slow_row_sum(source.dtype, row(r), source.norm.k, 0, 2));
   }
 
-  // sum x, from the row's first element as pivot, as the unsharded LayerNorm.
+  // sum x, from the row's pivot (the mean of its first vector) as the
+  // unsharded LayerNorm sums it. Pass 0 also forms the squares around the
+  // pivot (into `blocks`), unused here.
   double values(int64_t r) {
     const double pivot = forward_row_pivot(source, r);
     forward_block_sums(source, r, 0, block_total(), 0, RowMean{pivot, 0}, blocks.data(), deviations.data());
-    const double fast = pivot * static_cast<double>(source.norm.n) + ordered_sum(blocks.data(), block_total());
+    const double fast = pivot * static_cast<double>(source.norm.n) + ordered_sum(deviations.data(), block_total());
     if (std::isfinite(fast)) return fast;
     return static_cast<double>(slow_row_sum(source.dtype, row(r), source.norm.n, 0, 1));
   }

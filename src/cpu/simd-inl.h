@@ -298,6 +298,41 @@ HWY_INLINE CenteredSums BlockCenteredSums(const T* HWY_RESTRICT x, int64_t count
   return sums;
 }
 
+// LayerNorm's one pass over a block: the sums of (x - pivot)^2 and of
+// x - pivot (one_pass_spread). The pivot is a value of the arithmetic type,
+// so x - pivot is one rounding. Four chains of each: the FMA latency, not the
+// loads, bounded the two-chain loop on rows in cache.
+template <typename T>
+HWY_INLINE CenteredSums BlockShiftedSums(const T* HWY_RESTRICT x, int64_t count, double pivot_value) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto pivot = hn::Set(d, static_cast<A>(pivot_value));
+  auto sq0 = hn::Zero(d), sq1 = hn::Zero(d), sq2 = hn::Zero(d), sq3 = hn::Zero(d);
+  auto dev0 = hn::Zero(d), dev1 = hn::Zero(d), dev2 = hn::Zero(d), dev3 = hn::Zero(d);
+  auto add = [&](auto& sq, auto& dev, hn::VFromD<decltype(d)> c) {
+    sq = hn::MulAdd(c, c, sq);
+    dev = hn::Add(dev, c);
+  };
+  int64_t i = 0;
+  for (; i + 4 * N <= count; i += 4 * N) {
+    add(sq0, dev0, hn::Sub(LoadAs(d, x + i), pivot));
+    add(sq1, dev1, hn::Sub(LoadAs(d, x + i + N), pivot));
+    add(sq2, dev2, hn::Sub(LoadAs(d, x + i + 2 * N), pivot));
+    add(sq3, dev3, hn::Sub(LoadAs(d, x + i + 3 * N), pivot));
+  }
+  for (; i + N <= count; i += N) add(sq0, dev0, hn::Sub(LoadAs(d, x + i), pivot));
+  if (i < count) {
+    const size_t remaining = static_cast<size_t>(count - i);
+    add(sq1, dev1, hn::IfThenElseZero(hn::FirstN(d, remaining), hn::Sub(LoadTail(d, x + i, remaining), pivot)));
+  }
+  CenteredSums sums;
+  sums.squares = static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(sq0, sq1), hn::Add(sq2, sq3)))));
+  sums.deviations =
+      static_cast<double>(hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(dev0, dev1), hn::Add(dev2, dev3)))));
+  return sums;
+}
+
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
 // added in order: the same value however the blocks are shared among threads.
 // For kValues it is the sum of x - shift, with shift the row's pivot (its first
@@ -314,12 +349,17 @@ HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, 
   return total;
 }
 
-// The first element of a row as the arithmetic type: the pivot of LayerNorm's
-// sums.
+// The mean of a row's first vector (its first min(n, lanes) elements) in the
+// arithmetic type: LayerNorm's pivot (one_pass_spread). For a row whose first
+// elements are typical of it, it lies well inside the row's spread.
 template <typename T>
-HWY_INLINE double FirstElement(const T* HWY_RESTRICT row) {
-  const hn::ScalableTag<Arith<T>> d;
-  return static_cast<double>(hn::GetLane(LoadTail(d, row, 1)));
+HWY_INLINE double VectorPivot(const T* HWY_RESTRICT row, int64_t n) {
+  using A = Arith<T>;
+  const hn::ScalableTag<A> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t count = std::min(n, lanes);
+  const auto v = count == lanes ? LoadAs(d, row) : LoadTail(d, row, static_cast<size_t>(count));
+  return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, v)) / static_cast<A>(count));
 }
 
 // ---------------------------------------------------------------- streaming

@@ -20,8 +20,18 @@ template <typename T>
 RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
   constexpr bool kDouble = std::is_same_v<T, double>;
   if (p.centered) {
-    const double pivot = FirstElement(src);
-    const RowMean mean = row_mean(pivot, RowSum<SumOf::kValues>(src, 0, p.n, pivot), p.n);
+    // One pass around the pivot; a second around the mean only where the
+    // first cannot be trusted (one_pass_spread).
+    const double pivot = VectorPivot(src, p.n);
+    CenteredSums shifted;
+    for (int64_t b = 0; b < p.n; b += kBlockElements) {  // blocks in order, as the split path adds them
+      const CenteredSums block = BlockShiftedSums(src + b, std::min(p.n, b + kBlockElements) - b, pivot);
+      shifted.squares += block.squares;
+      shifted.deviations += block.deviations;
+    }
+    const RowMean mean = row_mean(pivot, shifted.deviations, p.n);
+    const double spread = one_pass_spread(shifted.deviations, shifted.squares, p.n, kDouble);
+    if (!std::isnan(spread)) return finalize_statistics(p, mean, spread, kDouble);
     const bool finite = std::isfinite(mean.hi) && std::isfinite(mean.lo);
     if (!finite) return finalize_statistics(p, mean, mean.hi, kDouble);
     CenteredSums sums;
