@@ -1,0 +1,108 @@
+// One engine call repeated in a loop, median of 15 samples: the per-call time
+// of small shapes (decode rows, cache-resident batches), float32, with a
+// weight (and a bias for LayerNorm). For A/B of two builds of librmsnorm.so,
+// run it with LD_LIBRARY_PATH pointing at each in turn
+// (scripts/ab_engine_calls.sh).
+//
+//   engine_call_bench ROWS N WHAT CALLS [THREADS] [TARGET]
+//     WHAT: copy (memcpy of the same bytes), rms, prms (p = 6.25%), ln,
+//           bwd (RMSNorm backward, saved 1/r), bwdw (the same with dweight)
+//   Prints "WHAT ROWSxN: <ns per call>".
+//   Buffers are 64-byte aligned; OFFSET=<bytes> in the environment shifts them all.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "rmsnorm/rmsnorm.hpp"
+
+namespace {
+
+// A 64-byte aligned buffer of `count` floats, shifted by OFFSET bytes.
+struct Buffer {
+  explicit Buffer(size_t count) {
+    const char* offset_env = std::getenv("OFFSET");
+    const size_t offset = offset_env ? std::strtoul(offset_env, nullptr, 10) : 0;
+    storage.resize(count * sizeof(float) + offset + 64);
+    const auto base = reinterpret_cast<uintptr_t>(storage.data());
+    data = reinterpret_cast<float*>(storage.data() + ((64 - base % 64) % 64) + offset);
+  }
+  std::vector<char> storage;
+  float* data = nullptr;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: engine_call_bench ROWS N WHAT CALLS [THREADS] [TARGET]\n");
+    return 2;
+  }
+  const int64_t rows = std::atoll(argv[1]), n = std::atoll(argv[2]);
+  const std::string what = argv[3];
+  const int calls = std::max(1, std::atoi(argv[4]));
+  const size_t count = static_cast<size_t>(rows * n);
+  Buffer x(count), y(count), dy(count), dx(count), w(n), b(n), dw(n), inv(rows), mean(rows);
+  for (size_t i = 0; i < count; ++i) x.data[i] = dy.data[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    w.data[i] = 1.0f + static_cast<float>(i) * 1e-3f;
+    b.data[i] = 0.0f;
+  }
+  rmsnorm::NormOptions o;
+  o.num_threads = argc > 5 ? std::atoi(argv[5]) : 1;
+  if (what == "prms") o.p = 0.0625;
+  if (what == "ln") o.kind = rmsnorm::NormKind::kLayerNorm;
+  if (argc > 6) rmsnorm::set_simd_target(argv[6]);
+  auto forward = [&] {
+    rmsnorm::ForwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.x = {x.data, rmsnorm::DType::kFloat32, n};
+    a.y = {y.data, rmsnorm::DType::kFloat32, n};
+    a.weight = {w.data, rmsnorm::DType::kFloat32};
+    if (o.kind == rmsnorm::NormKind::kLayerNorm) a.bias = {b.data, rmsnorm::DType::kFloat32};
+    a.saved = {inv.data, mean.data};
+    rmsnorm::forward(o, a);
+  };
+  auto backward = [&](bool with_dweight) {
+    rmsnorm::BackwardArgs a;
+    a.rows = rows;
+    a.n = n;
+    a.x = {x.data, rmsnorm::DType::kFloat32, n};
+    a.dy = {dy.data, rmsnorm::DType::kFloat32, n};
+    a.weight = {w.data, rmsnorm::DType::kFloat32};
+    a.saved = {inv.data, nullptr};
+    a.dx = {dx.data, rmsnorm::DType::kFloat32, n};
+    if (with_dweight) a.dweight = {dw.data, rmsnorm::DType::kFloat32};
+    rmsnorm::backward(o, a);
+  };
+  auto once = [&] {
+    if (what == "copy") {
+      std::memcpy(y.data, x.data, count * sizeof(float));
+      asm volatile("" ::: "memory");
+    } else if (what == "bwd" || what == "bwdw") {
+      backward(what == "bwdw");
+    } else if (what == "rms" || what == "prms" || what == "ln") {
+      forward();
+    } else {
+      std::fprintf(stderr, "engine_call_bench: WHAT must be copy, rms, prms, ln, bwd or bwdw, got \"%s\"\n",
+                   what.c_str());
+      std::exit(2);
+    }
+  };
+  forward();  // the saved statistics backward reads; warm-up
+  once();
+  std::vector<double> samples;
+  for (int r = 0; r < 15; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) once();
+    samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / calls);
+  }
+  std::sort(samples.begin(), samples.end());
+  std::printf("%s %lldx%lld: %.1f ns\n", what.c_str(), static_cast<long long>(rows), static_cast<long long>(n),
+              samples[samples.size() / 2] * 1e9);
+  return 0;
+}

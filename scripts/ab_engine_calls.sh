@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Same-run A/B of two builds of librmsnorm.so on small calls: engine_call_bench
+# run alternately against each library (LD_LIBRARY_PATH comes before the
+# binary's RUNPATH), three rounds, pinned to one core; prints the median of the
+# rounds per build and the ratio new/old.
+#
+#   scripts/ab_engine_calls.sh OLD_LIB_DIR NEW_LIB_DIR BENCH_BINARY [THREADS] ["SHAPES"] ["WHATS"]
+set -euo pipefail
+old=$1 new=$2 bench=$3 threads=${4:-1}
+shapes=${5:-"1x4096 1x8192 32x256 64x512 32x4096 2048x768"}
+whats=${6:-"copy rms prms ln bwd bwdw"}
+cpus=$([ "$threads" -gt 1 ] && echo "0-$((threads - 1))" || echo 0)
+median() { printf "%s\n" "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+printf "%-10s %-5s %12s %12s %8s\n" shape what "old ns" "new ns" new/old
+for shape in $shapes; do
+  rows=${shape%x*} n=${shape#*x}
+  calls=$(( 20000000 / (rows * n) )); [ "$calls" -lt 1 ] && calls=1
+  for what in $whats; do
+    a=() b=()
+    for round in 1 2 3; do
+      a+=("$(LD_LIBRARY_PATH=$old taskset -c "$cpus" "$bench" "$rows" "$n" "$what" "$calls" "$threads" | awk '{print $3}')")
+      b+=("$(LD_LIBRARY_PATH=$new taskset -c "$cpus" "$bench" "$rows" "$n" "$what" "$calls" "$threads" | awk '{print $3}')")
+    done
+    ma=$(median "${a[@]}") mb=$(median "${b[@]}")
+    printf "%-10s %-5s %12.1f %12.1f %8.3f\n" "$shape" "$what" "$ma" "$mb" "$(echo "$mb / $ma" | bc -l)"
+  done
+done
