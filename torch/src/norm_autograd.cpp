@@ -136,23 +136,53 @@ void record_outputs(const std::shared_ptr<Node>& node, std::initializer_list<at:
 
 SavedVariable save_input(const OptionalTensor& t) { return SavedVariable(t.value_or(at::Tensor()), false); }
 
-// ---------------------------------------------------------------- RMSNorm
+// The weight, the bias and the per-row 1/r every RMSNorm and LayerNorm node keeps.
+struct SavedParameters {
+  SavedVariable weight, bias, inv_rms;
+  void save(const OptionalTensor& w, const OptionalTensor& b, const at::Tensor& inv) {
+    weight = save_input(w);
+    bias = save_input(b);
+    inv_rms = SavedVariable(inv, false);
+  }
+  void release() {
+    weight.reset_data();
+    bias.reset_data();
+    inv_rms.reset_data();
+  }
+};
 
-struct RmsNormBackward : public Node {
-  SavedVariable input, weight, bias, inv_rms;
+// RMSNorm's scalar arguments, which its backward op takes again (the RMSNorm
+// and the fused-add nodes).
+struct RmsArguments {
   std::vector<int64_t> normalized_shape;
   double eps = 0, p = 1, weight_offset = 0;
   std::string eps_placement;
+  void save(at::IntArrayRef shape, double eps_value, double p_value, c10::string_view placement, double offset) {
+    normalized_shape = shape.vec();
+    eps = eps_value;
+    p = p_value;
+    eps_placement = std::string(placement);
+    weight_offset = offset;
+  }
+};
+
+// ---------------------------------------------------------------- RMSNorm
+
+struct RmsNormBackward : public Node {
+  SavedVariable input;
+  SavedParameters params;
+  RmsArguments args;
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(3);  // input, weight, bias
     if (!grads[0].defined()) return out;
-    const at::Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    const at::Tensor x = input.unpack(), w = params.weight.unpack(), b = params.bias.unpack();
     const Mask mask{task_should_compute_output(0), w.defined() && task_should_compute_output(1),
                     b.defined() && task_should_compute_output(2)};
     static const auto backward_op = op<RmsBackward>("rmsnorm::rms_norm_backward");
-    auto [dx, dweight, dbias] = backward_op.call(grads[0], x, normalized_shape, optional_of(w), optional_of(b),
-                                                 inv_rms.unpack(), eps, p, eps_placement, weight_offset, mask);
+    auto [dx, dweight, dbias] =
+        backward_op.call(grads[0], x, args.normalized_shape, optional_of(w), optional_of(b), params.inv_rms.unpack(),
+                         args.eps, args.p, args.eps_placement, args.weight_offset, mask);
     out[0] = std::move(dx);
     out[1] = std::move(dweight);
     out[2] = std::move(dbias);
@@ -160,9 +190,7 @@ struct RmsNormBackward : public Node {
   }
   void release_variables() override {
     input.reset_data();
-    weight.reset_data();
-    bias.reset_data();
-    inv_rms.reset_data();
+    params.release();
   }
   std::string name() const override { return "rmsnorm::RmsNormBackward"; }
 };
@@ -180,14 +208,8 @@ Pair rms_norm_forward_autograd(const at::Tensor& input, at::IntArrayRef normaliz
   if (node) {
     record_outputs(node, {&std::get<0>(out)});
     node->input = SavedVariable(input, false);
-    node->weight = save_input(weight);
-    node->bias = save_input(bias);
-    node->inv_rms = SavedVariable(std::get<1>(out), false);
-    node->normalized_shape = normalized_shape.vec();
-    node->eps = eps;
-    node->p = p;
-    node->weight_offset = weight_offset;
-    node->eps_placement = std::string(eps_placement);
+    node->params.save(weight, bias, std::get<1>(out));
+    node->args.save(normalized_shape, eps, p, eps_placement, weight_offset);
   }
   return out;
 }
@@ -206,19 +228,20 @@ Triple rms_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& in
 // ---------------------------------------------------------------- LayerNorm
 
 struct LayerNormBackward : public Node {
-  SavedVariable input, weight, bias, mean, inv_rms;
+  SavedVariable input, mean;
+  SavedParameters params;
   std::vector<int64_t> normalized_shape;
   double eps = 0, weight_offset = 0;
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(3);  // input, weight, bias
     if (!grads[0].defined()) return out;
-    const at::Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    const at::Tensor x = input.unpack(), w = params.weight.unpack(), b = params.bias.unpack();
     const Mask mask{task_should_compute_output(0), w.defined() && task_should_compute_output(1),
                     b.defined() && task_should_compute_output(2)};
     static const auto backward_op = op<LnBackward>("rmsnorm::layer_norm_backward");
     auto [dx, dweight, dbias] = backward_op.call(grads[0], x, normalized_shape, optional_of(w), optional_of(b),
-                                                 mean.unpack(), inv_rms.unpack(), eps, weight_offset, mask);
+                                                 mean.unpack(), params.inv_rms.unpack(), eps, weight_offset, mask);
     out[0] = std::move(dx);
     out[1] = std::move(dweight);
     out[2] = std::move(dbias);
@@ -226,10 +249,8 @@ struct LayerNormBackward : public Node {
   }
   void release_variables() override {
     input.reset_data();
-    weight.reset_data();
-    bias.reset_data();
     mean.reset_data();
-    inv_rms.reset_data();
+    params.release();
   }
   std::string name() const override { return "rmsnorm::LayerNormBackward"; }
 };
@@ -247,10 +268,8 @@ Triple layer_norm_forward_autograd(const at::Tensor& input, at::IntArrayRef norm
   if (node) {
     record_outputs(node, {&std::get<0>(out)});
     node->input = SavedVariable(input, false);
-    node->weight = save_input(weight);
-    node->bias = save_input(bias);
     node->mean = SavedVariable(std::get<1>(out), false);
-    node->inv_rms = SavedVariable(std::get<2>(out), false);
+    node->params.save(weight, bias, std::get<2>(out));
     node->normalized_shape = normalized_shape.vec();
     node->eps = eps;
     node->weight_offset = weight_offset;
@@ -271,15 +290,14 @@ Triple layer_norm_backward_autograd(const at::Tensor& grad_y, const at::Tensor& 
 // ---------------------------------------------------------------- fused residual add
 
 struct AddRmsNormBackward : public Node {
-  SavedVariable h, weight, bias, inv_rms;
-  std::vector<int64_t> normalized_shape;
-  double eps = 0, p = 1, weight_offset = 0;
-  std::string eps_placement;
+  SavedVariable h;
+  SavedParameters params;
+  RmsArguments args;
 
   variable_list apply(variable_list&& grads) override {
     variable_list out(4);  // input, residual, weight, bias
     if (!grads[0].defined() && !grads[1].defined()) return out;
-    const at::Tensor hv = h.unpack(shared_from_this()), w = weight.unpack(), b = bias.unpack();
+    const at::Tensor hv = h.unpack(shared_from_this()), w = params.weight.unpack(), b = params.bias.unpack();
     const bool want_input = task_should_compute_output(0) || task_should_compute_output(1);
     const Mask mask{want_input, w.defined() && task_should_compute_output(2),
                     b.defined() && task_should_compute_output(3)};
@@ -287,8 +305,8 @@ struct AddRmsNormBackward : public Node {
     const at::Tensor grad_y = grads[0].defined() ? grads[0] : at::zeros_like(hv);
     static const auto backward_op = op<AddBackward>("rmsnorm::add_rms_norm_backward");
     auto [dh, dweight, dbias] =
-        backward_op.call(grad_y, optional_of(grads[1]), hv, normalized_shape, optional_of(w), optional_of(b),
-                         inv_rms.unpack(), eps, p, eps_placement, weight_offset, mask);
+        backward_op.call(grad_y, optional_of(grads[1]), hv, args.normalized_shape, optional_of(w), optional_of(b),
+                         params.inv_rms.unpack(), args.eps, args.p, args.eps_placement, args.weight_offset, mask);
     // h = input + residual: both receive dh.
     if (task_should_compute_output(0)) out[0] = dh;
     if (task_should_compute_output(1)) out[1] = dh;
@@ -298,9 +316,7 @@ struct AddRmsNormBackward : public Node {
   }
   void release_variables() override {
     h.reset_data();
-    weight.reset_data();
-    bias.reset_data();
-    inv_rms.reset_data();
+    params.release();
   }
   std::string name() const override { return "rmsnorm::AddRmsNormBackward"; }
 };
@@ -320,14 +336,8 @@ Triple add_rms_norm_forward_autograd(const at::Tensor& input, const at::Tensor& 
   if (node) {
     record_outputs(node, {&std::get<0>(out), &std::get<1>(out)});
     node->h = SavedVariable(std::get<1>(out), true);  // an output of this node: saved without a reference cycle
-    node->weight = save_input(weight);
-    node->bias = save_input(bias);
-    node->inv_rms = SavedVariable(std::get<2>(out), false);
-    node->normalized_shape = normalized_shape.vec();
-    node->eps = eps;
-    node->p = p;
-    node->weight_offset = weight_offset;
-    node->eps_placement = std::string(eps_placement);
+    node->params.save(weight, bias, std::get<2>(out));
+    node->args.save(normalized_shape, eps, p, eps_placement, weight_offset);
   }
   return out;
 }
