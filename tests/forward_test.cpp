@@ -229,18 +229,14 @@ TEST_P(ForwardOnEveryTarget, LayerNormWhetherOrNotItsFirstElementsAreTypical) {
           std::vector<std::vector<unsigned char>> outputs;
           for (int threads : {1, 2}) {
             options.num_threads = threads;
-            TypedMatrix y = make_matrix(DType::kFloat32, rows, n, n), h = residual;
+            const TypedVector no_weight = empty_vector(DType::kFloat32);
+            TypedMatrix y, h = x;
             if (fused) {
-              FusedAddArgs a;
-              a.rows = rows;
-              a.n = n;
-              a.x = {x.data(), DType::kFloat32, n};
-              a.residual = {h.data(), DType::kFloat32, n};
-              a.y = {y.data(), DType::kFloat32, n};
-              fused_add_forward(options, a);
+              FusedOutputs f = fused_add_of(options, x, residual, no_weight);
+              y = std::move(f.y);
+              h = std::move(f.h);
             } else {
-              y = forward_of(options, x, empty_vector(DType::kFloat32));
-              h = x;
+              y = forward_of(options, x, no_weight);
             }
             const reference::ForwardResult want = reference::forward(options, h.values(), {}, {});
             ASSERT_EQ(compare_rows(y, want.y, nullptr), "") << threads << " thread(s)";

@@ -169,20 +169,12 @@ TEST_P(FusedResidual, FiniteDifferencesInFloat64) {
       const TypedMatrix dh_out = random_matrix(DType::kFloat64, rows, n, n);
       const TypedVector weight = random_vector(DType::kFloat64, n, 0.5, 0.3);
       auto loss = [&](const TypedMatrix& x_in) {
-        TypedMatrix h = residual, y = make_matrix(DType::kFloat64, rows, n, n);
-        FusedAddArgs a;
-        a.rows = rows;
-        a.n = n;
-        a.x = {x_in.data(), DType::kFloat64, n};
-        a.residual = {h.data(), DType::kFloat64, n};
-        a.y = {y.data(), DType::kFloat64, n};
-        a.weight = {weight.data(), DType::kFloat64};
-        fused_add_forward(o, a);
+        const FusedOutputs f = fused_add_of(o, x_in, residual, weight);
         long double total = 0;
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = 0; c < n; ++c) {
-            total += static_cast<long double>(dy.get(r, c)) * y.get(r, c);
-            if (with_dh_out) total += static_cast<long double>(dh_out.get(r, c)) * h.get(r, c);
+            total += static_cast<long double>(dy.get(r, c)) * f.y.get(r, c);
+            if (with_dh_out) total += static_cast<long double>(dh_out.get(r, c)) * f.h.get(r, c);
           }
         return total;
       };

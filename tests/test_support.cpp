@@ -390,6 +390,20 @@ TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVe
   return y;
 }
 
+FusedOutputs fused_add_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& residual,
+                          const TypedVector& weight) {
+  FusedOutputs out{make_matrix(x.dtype, x.rows, x.n, x.n), residual};
+  FusedAddArgs a;
+  a.rows = x.rows;
+  a.n = x.n;
+  a.x = {x.data(), x.dtype, x.stride};
+  a.residual = {out.h.data(), x.dtype, out.h.stride};
+  a.y = {out.y.data(), x.dtype, x.n};
+  a.weight = {weight.data(), weight.dtype};
+  fused_add_forward(o, a);
+  return out;
+}
+
 BackwardArgs backward_inputs(const TypedMatrix& x, const TypedMatrix& dy, const TypedVector& weight,
                              const void* inv_rms, const void* mean) {
   BackwardArgs a;

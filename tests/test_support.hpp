@@ -123,6 +123,12 @@ NormOptions layer_norm();
 // when it holds values, saving the statistics where pointers are given.
 TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight,
                        void* inv_rms = nullptr, void* mean = nullptr);
+// The fused residual form (row stride n): h = x + residual rounded, y = norm(h).
+struct FusedOutputs {
+  TypedMatrix y, h;
+};
+FusedOutputs fused_add_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& residual,
+                          const TypedVector& weight);
 // dx (row stride n) and dweight (in the weight's dtype, when there is a weight).
 struct Gradients {
   TypedMatrix dx;
