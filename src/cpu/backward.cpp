@@ -82,13 +82,22 @@ GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy
                                  flag_v<decltype(dy_magnitude)>>(x + c0, dy + c0, g, c0, c1 - c0, pivot);
       },
       p.norm.centered, g != nullptr, g != nullptr && p.want_dweight);
-  // pRMSNorm: the statistic never saw the elements past k (the block is in cache now).
+  // pRMSNorm: the statistic never saw the elements past k (the block is in
+  // cache now). Summed from the vector that holds k, its lanes before k left
+  // out, so that the vectors stay aligned with the row and k costs no tail.
   const int64_t past_k = std::max(c0, p.norm.k);
-  if (!p.norm.centered && past_k < c1) sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + past_k, c1 - past_k, 0.0);
+  if (!p.norm.centered && past_k < c1) {
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<Arith<T>>()));
+    const int64_t start = past_k - (past_k - c0) % lanes;
+    sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + start, c1 - start, -1, past_k - start);
+  }
   return sums;
 }
 
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
+// The statistic's term (coef) applies to i < coef_end only (pRMSNorm's first
+// k); the vector that holds k takes it in its lanes before k, so that k does
+// not split the row into spans with tails of their own.
 // kStream: full vectors of dx go out with non-temporal stores (dx vector-aligned,
 // T the arithmetic type). dy is loaded before dx is stored: dx may be dy.
 // kAddGradient: dx += dh_out[i] before the one rounding (the fused residual
@@ -97,7 +106,8 @@ template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulat
           bool kStream = false>
 void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh_out, T* HWY_RESTRICT dx,
                   const TW* HWY_RESTRICT g, Arith<T>* HWY_RESTRICT chunk_dweight, Arith<T>* HWY_RESTRICT chunk_dbias,
-                  int64_t column, int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value) {
+                  int64_t column, int64_t count, const RowStatistics& st, const RowGradient& grad, double coef_value,
+                  int64_t coef_end) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -107,12 +117,20 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh
   const auto a = hn::Set(d, static_cast<A>(grad.a));
   const auto coef = hn::Set(d, static_cast<A>(coef_value));
   const auto shift = hn::Set(d, static_cast<A>(grad.shift));
+  const auto no_coef = hn::Zero(d);
+  // kWhole: the whole span lies before k (RMSNorm, LayerNorm, pRMSNorm's
+  // first vectors), and the loop carries no per-vector choice.
+  auto run = [&](auto whole) {
+  constexpr bool kWhole = decltype(whole)::value;
   auto one = [&](int64_t i, size_t tail) {
     const auto dyv = tail ? LoadTail(d, dy + i, tail) : LoadAs(d, dy + i);
     auto xv = tail ? LoadTail(d, x + i, tail) : LoadAs(d, x + i);
     if constexpr (kCentered) xv = Center(xv, mean, mean_lo);
     const auto gy = ScaleByWeight<kWeight>(d, dyv, g, column + i, tail);
-    auto dxv = hn::NegMulAdd(xv, coef, hn::Mul(a, hn::Add(gy, shift)));
+    const auto coef_here = kWhole || i + N <= coef_end ? coef
+                           : i >= coef_end             ? no_coef
+                                                       : hn::IfThenElseZero(hn::FirstN(d, static_cast<size_t>(coef_end - i)), coef);
+    auto dxv = hn::NegMulAdd(xv, coef_here, hn::Mul(a, hn::Add(gy, shift)));
     if constexpr (kAddGradient) dxv = hn::Add(dxv, tail ? LoadTail(d, dh_out + i, tail) : LoadAs(d, dh_out + i));
     if (tail) {
       StoreTail(d, dxv, dx + i, tail);
@@ -147,11 +165,17 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh
   int64_t i = 0;
   for (; i + N <= count; i += N) one(i, 0);
   if (i < count) one(i, static_cast<size_t>(count - i));
+  };
+  if (coef_end >= count) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
 }
 
-// dx[row, c0..c1) tile by tile (streamed when asked), split at k where the
-// statistic term stops. The same columns of the next row's x and dy (may be
-// null) are prefetched tile by tile.
+// dx[row, c0..c1) tile by tile (streamed when asked); the statistic's term
+// stops at k inside the spans (BackwardSpan). The same columns of the next
+// row's x and dy (may be null) are prefetched tile by tile.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kAddGradient>
 void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, const T* dh_out, T* dx, int64_t c0, int64_t c1,
                       const RowStatistics& st, const RowGradient& grad, GradAccumulator& acc, const T* next_x,
@@ -166,13 +190,14 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, const T* d
   // each segment to a vector boundary (as in forward.cpp's ApplyColumns).
   const bool direct = p.stream_output && std::is_same_v<T, A> && reinterpret_cast<uintptr_t>(dx) % sizeof(T) == 0;
   for (int64_t c = c0; c < c1;) {
-    // Up to the end, the next tile boundary, or k, whichever comes first.
-    int64_t end = std::min(c1, c + kTile);
-    if (c < p.norm.k) end = std::min(end, p.norm.k);
+    // Up to the end or the next tile boundary, whichever comes first.
+    const int64_t end = std::min(c1, c + kTile);
     const size_t bytes = static_cast<size_t>(end - c) * sizeof(T);
     if (next_x) PrefetchBytes(next_x + c, bytes);
     if (next_dy) PrefetchBytes(next_dy + c, bytes);
-    const double coef = c < p.norm.k ? grad.coef : 0.0;
+    const double coef = grad.coef;
+    // Elements [column, column + count) carry the statistic's term below k.
+    auto coef_end = [&](int64_t column, int64_t count) { return std::clamp<int64_t>(p.norm.k - column, 0, count); };
     // dh_out's column i, formed only when there is one (offsetting a null
     // pointer is undefined behaviour; UBSan found it).
     auto dh_out_at = [&](int64_t i) -> const T* {
@@ -181,17 +206,18 @@ void BackwardColumnsT(const BackwardPlan& p, const T* x, const T* dy, const T* d
     };
     if (direct) {
       const int64_t head = ElementsToVectorBoundary(dx + c, end - c);
-      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out_at(c), dx + c, g,
-                                                                         chunk_dw, chunk_db, c, head, st, grad, coef);
+      BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(
+          x + c, dy + c, dh_out_at(c), dx + c, g, chunk_dw, chunk_db, c, head, st, grad, coef, coef_end(c, head));
       BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient, true>(
           x + c + head, dy + c + head, dh_out_at(c + head), dx + c + head, g, chunk_dw, chunk_db, c + head,
-          end - c - head, st, grad, coef);
+          end - c - head, st, grad, coef, coef_end(c + head, end - c - head));
       c = end;
       continue;
     }
     T* out = p.stream_output ? tile : dx + c;
     BackwardSpan<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(x + c, dy + c, dh_out_at(c), out, g, chunk_dw,
-                                                                       chunk_db, c, end - c, st, grad, coef);
+                                                                       chunk_db, c, end - c, st, grad, coef,
+                                                                       coef_end(c, end - c));
     if (p.stream_output) StreamBytes(dx + c, tile, bytes);
     c = end;
   }

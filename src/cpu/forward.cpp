@@ -302,7 +302,9 @@ void ForwardBlockSumsT(const StatisticsSource& p, int64_t row, int64_t block_beg
       continue;
     }
     const int64_t split = std::clamp(norm.k, c0, c1);
-    sums[b] = split > c0 ? BlockSum<SumOf::kSquares>(block_source + c0, split - c0, 0.0) : 0.0;
+    // The block itself may be read past k (its residual add is done); the next
+    // one may not (another thread may be adding it).
+    sums[b] = split > c0 ? BlockSum<SumOf::kSquares>(block_source + c0, split - c0, c1 - c0) : 0.0;
     deviations[b] = 0.0;
   }
 }

@@ -210,47 +210,56 @@ HWY_INLINE V Center(V v, V hi, V lo) {
 
 // ---------------------------------------------------------------- block sums
 
-// (LayerNorm's squared deviations have their own loop, BlockCenteredSums,
-// which also sums the deviations for the mean's correction.)
-enum class SumOf { kSquares, kValues, kMagnitudes };
+// (LayerNorm's sums have their own loops, BlockShiftedSums and
+// BlockCenteredSums, which sum squares and deviations together.)
+enum class SumOf { kSquares, kMagnitudes };
 
 // One term of a sum, added to acc.
-template <SumOf kWhat, class D, class V>
-HWY_INLINE V AddTerm(D d, V acc, V v, V shift) {
+template <SumOf kWhat, class V>
+HWY_INLINE V AddTerm(V acc, V v) {
   if constexpr (kWhat == SumOf::kSquares) {
     return hn::MulAdd(v, v, acc);
-  } else if constexpr (kWhat == SumOf::kValues) {
-    return hn::Add(acc, hn::Sub(v, shift));  // the shift is an element: lo = 0
   } else {
     // Sum of |x|: NaN or infinite when an element is, and otherwise the
     // stretch's scale (pRMSNorm's elements past k, for the range check).
-    (void)d;
     return hn::Add(acc, hn::Abs(v));
   }
 }
 
 // The sum over x[0, count) of one kind of term, count <= kBlockElements.
 // Four accumulators hide the FMA latency; their order is fixed per target.
-// kValues sums x - shift (the shift is a pivot: an element of the row, so lo = 0).
+// readable: how many elements from x may be read (>= count). A tail that lies
+// within them is loaded as a whole vector, its lanes past count masked, rather
+// than copied through a stack buffer: pRMSNorm's k rarely falls on a vector
+// boundary, and at n = 128, k = 8 that copy made its statistic dearer than
+// RMSNorm's whole row. The sum is the same either way. skip: lanes of the
+// first vector to leave out (the sum is over x[skip, count)), skip < lanes.
 template <SumOf kWhat, typename T>
-HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, double shift_value) {
+HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, int64_t readable = -1, int64_t skip = 0) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto shift = hn::Set(d, static_cast<A>(shift_value));  // a pivot: an element, exact in A
   auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
   int64_t i = 0;
-  for (; i + 4 * N <= count; i += 4 * N) {
-    s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
-    s1 = AddTerm<kWhat>(d, s1, LoadAs(d, x + i + N), shift);
-    s2 = AddTerm<kWhat>(d, s2, LoadAs(d, x + i + 2 * N), shift);
-    s3 = AddTerm<kWhat>(d, s3, LoadAs(d, x + i + 3 * N), shift);
+  if (skip > 0 && count >= N) {
+    const auto term = AddTerm<kWhat>(hn::Zero(d), LoadAs(d, x));
+    s2 = hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(skip)), term);
+    i = N;
   }
-  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(d, s0, LoadAs(d, x + i), shift);
+  for (; i + 4 * N <= count; i += 4 * N) {
+    s0 = AddTerm<kWhat>(s0, LoadAs(d, x + i));
+    s1 = AddTerm<kWhat>(s1, LoadAs(d, x + i + N));
+    s2 = AddTerm<kWhat>(s2, LoadAs(d, x + i + 2 * N));
+    s3 = AddTerm<kWhat>(s3, LoadAs(d, x + i + 3 * N));
+  }
+  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(s0, LoadAs(d, x + i));
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto term = AddTerm<kWhat>(d, hn::Zero(d), LoadTail(d, x + i, remaining), shift);
-    s1 = hn::Add(s1, hn::IfThenElseZero(hn::FirstN(d, remaining), term));
+    const bool whole_vector = i + N <= std::max(readable, count);
+    const auto term = AddTerm<kWhat>(hn::Zero(d), whole_vector ? LoadAs(d, x + i) : LoadTail(d, x + i, remaining));
+    auto kept = hn::FirstN(d, remaining);
+    if (i == 0 && skip > 0) kept = hn::AndNot(hn::FirstN(d, static_cast<size_t>(skip)), kept);
+    s1 = hn::Add(s1, hn::IfThenElseZero(kept, term));
   }
   const auto total = hn::Add(hn::Add(s0, s1), hn::Add(s2, s3));
   return static_cast<double>(hn::GetLane(hn::SumOfLanes(d, total)));
@@ -335,16 +344,13 @@ HWY_INLINE CenteredSums BlockShiftedSums(const T* HWY_RESTRICT x, int64_t count,
 
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
 // added in order: the same value however the blocks are shared among threads.
-// For kValues it is the sum of x - shift, with shift the row's pivot (its first
-// element): the float sums then carry rounding errors the size of the row's
-// spread, not of its mean, so LayerNorm's mean stays accurate when
-// |mean| >> spread.
+// readable_end: the row's elements that may be read to finish a tail (BlockSum).
 template <SumOf kWhat, typename T>
-HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, double shift) {
+HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, int64_t readable_end = -1) {
   double total = 0.0;
   for (int64_t b = begin; b < end; b += kBlockElements) {
     const int64_t count = std::min(end, b + kBlockElements) - b;
-    total += BlockSum<kWhat>(row + b, count, shift);
+    total += BlockSum<kWhat>(row + b, count, std::max(readable_end, end) - b);
   }
   return total;
 }

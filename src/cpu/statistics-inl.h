@@ -44,7 +44,8 @@ RowStatistics RowStatisticsOf(const NormParams& p, const T* HWY_RESTRICT src) {
                                corrected_squares(sums.squares, sums.deviations, p.n), kDouble);
   }
   // pRMSNorm reads its first k elements only (SPEC section 4).
-  return finalize_statistics(p, RowMean{}, RowSum<SumOf::kSquares>(src, 0, p.k, 0.0), kDouble);
+  // (The rest of the row may be read, masked, to finish the last vector.)
+  return finalize_statistics(p, RowMean{}, RowSum<SumOf::kSquares>(src, 0, p.k, p.n), kDouble);
 }
 
 }  // namespace rmsnorm::cpu::HWY_NAMESPACE
