@@ -6,7 +6,8 @@
 //
 //   engine_call_bench ROWS N WHAT CALLS [THREADS] [TARGET]
 //     WHAT: copy (memcpy of the same bytes), rms, prms (p = 6.25%), ln,
-//           bwd (RMSNorm backward, saved 1/r), bwdw (the same with dweight)
+//           bwd (RMSNorm backward, saved 1/r), bwdw (the same with dweight),
+//           pbwd (pRMSNorm backward, p = 6.25%)
 //   Prints "WHAT ROWSxN: <ns per call>".
 //   Buffers are 64-byte aligned; OFFSET=<bytes> in the environment shifts them all.
 #include <algorithm>
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   }
   rmsnorm::NormOptions o;
   o.num_threads = argc > 5 ? std::atoi(argv[5]) : 1;
-  if (what == "prms") o.p = 0.0625;
+  if (what == "prms" || what == "pbwd") o.p = 0.0625;
   if (what == "ln") o.kind = rmsnorm::NormKind::kLayerNorm;
   if (argc > 6) rmsnorm::set_simd_target(argv[6]);
   auto forward = [&] {
@@ -83,12 +84,12 @@ int main(int argc, char** argv) {
     if (what == "copy") {
       std::memcpy(y.data, x.data, count * sizeof(float));
       asm volatile("" ::: "memory");
-    } else if (what == "bwd" || what == "bwdw") {
+    } else if (what == "bwd" || what == "bwdw" || what == "pbwd") {
       backward(what == "bwdw");
     } else if (what == "rms" || what == "prms" || what == "ln") {
       forward();
     } else {
-      std::fprintf(stderr, "engine_call_bench: WHAT must be copy, rms, prms, ln, bwd or bwdw, got \"%s\"\n",
+      std::fprintf(stderr, "engine_call_bench: WHAT must be copy, rms, prms, ln, bwd, bwdw or pbwd, got \"%s\"\n",
                    what.c_str());
       std::exit(2);
     }

@@ -55,8 +55,12 @@ TEST_P(PartialStatistic, NonFiniteValuesPastKReachOnlyTheirOwnElements) {
     for (double special : specials) {
       const int64_t n = 37;
       const NormOptions o = rms(0.25);
-      const int64_t k = partial_count(n, o.p), column = n - 5;
-      SCOPED_TRACE(std::string(dtype_name(dtype)) + " special " + std::to_string(special));
+      const int64_t k = partial_count(n, o.p);
+      // Right after k, in the vector whose lanes before k the statistic
+      // reads (the lanes past k are loaded and masked), and far past it.
+      for (int64_t column : {k, k + 1, n - 5}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " special " + std::to_string(special) + " at column " +
+                   std::to_string(column) + ", k = " + std::to_string(k));
       const TypedMatrix clean = random_matrix(dtype, 2, n, n);
       TypedMatrix x = clean;
       x.set(0, column, special);
@@ -83,6 +87,7 @@ TEST_P(PartialStatistic, NonFiniteValuesPastKReachOnlyTheirOwnElements) {
       for (int64_t c = 0; c < n; ++c) {
         const double dw = to_double(dtype, g.dweight.data(), c);
         ASSERT_EQ(std::isfinite(dw), c != column) << "dweight column " << c << ": " << dw;
+      }
       }
     }
   }
