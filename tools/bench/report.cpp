@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ostream.h>
@@ -49,6 +50,13 @@ std::string speedup_text(const Group& g, const Result& r, const std::string& bas
   const Result* b = g.find(baseline_key);
   if (!b || !r.unsupported.empty() || r.ceiling || b == &r) return "";
   return fmt::format("{:.2f}x", b->median_seconds / r.median_seconds);
+}
+
+// ns per row of a result (for a single row, the time of one call); none for
+// the 256 MiB copy, which moves its own bytes, not the shape's rows.
+std::optional<double> ns_per_row(const Result& r, const Shape& shape) {
+  if (r.key == "ceiling.large_copy") return std::nullopt;
+  return r.median_seconds * 1e9 / static_cast<double>(std::max<int64_t>(1, shape.rows));
 }
 
 }  // namespace
@@ -105,13 +113,10 @@ void print_table(std::ostream& out, const Group& g) {
       fmt::print(out, "  {:<32} not run: {}\n", r.name, r.unsupported);
       continue;
     }
-    // The 256 MiB copy moves its own bytes, not this shape's rows.
-    const std::string ns_per_row =
-        r.key == "ceiling.large_copy"
-            ? ""
-            : fmt::format("{:.1f}", r.median_seconds * 1e9 / static_cast<double>(std::max<int64_t>(1, p.shape.rows)));
+    const std::optional<double> per_row = ns_per_row(r, p.shape);
     std::string line = fmt::format("  {:<32} {:>10.4f} {:>9} {:>8.2f} {:>6.1f}% {:>6.1f}%", r.name,
-                                   r.median_seconds * 1e3, ns_per_row, r.gbs, 100 * r.gbs / g.copy_gbs,
+                                   r.median_seconds * 1e3, per_row ? fmt::format("{:.1f}", *per_row) : "",
+                                   r.gbs, 100 * r.gbs / g.copy_gbs,
                                    100 * r.gbs / g.large_copy_gbs);
     for (const auto& [key, label] : speedup_baselines()) line += fmt::format(" {:>12}", speedup_text(g, r, key));
     if (r.verification.checked) {
@@ -166,9 +171,7 @@ nlohmann::json to_json(const Settings& s, const Machine& machine, const std::vec
       jr["sample_ms"] = nlohmann::json::array();
       for (double t : r.sample_seconds) jr["sample_ms"].push_back(t * 1e3);
       jr["median_ms"] = r.median_seconds * 1e3;
-      if (r.key != "ceiling.large_copy") {
-        jr["ns_per_row"] = r.median_seconds * 1e9 / static_cast<double>(std::max<int64_t>(1, g.problem.shape.rows));
-      }
+      if (const std::optional<double> per_row = ns_per_row(r, g.problem.shape)) jr["ns_per_row"] = *per_row;
       jr["gbs"] = r.gbs;
       jr["percent_of_copy"] = 100 * r.gbs / g.copy_gbs;
       jr["percent_of_large_copy"] = 100 * r.gbs / g.large_copy_gbs;
