@@ -101,14 +101,19 @@ std::vector<RowStatistics> split_statistics(const StatisticsSource& plan, int th
   // As RowStatisticsOf (src/cpu/statistics-inl.h): the one-pass statistics,
   // else a second pass around the mean, the same sums in the same order.
   auto finite = [](const RowMean& m) { return std::isfinite(m.hi) && std::isfinite(m.lo); };
-  std::vector<RowMean> means(static_cast<size_t>(rows));
-  std::vector<char> second_pass(static_cast<size_t>(rows), 0);
-  for (int64_t row = 0; row < rows; ++row) {
-    double squares = 0.0, deviation_sum = 0.0;
-    for (int64_t b = 0; b < nb; ++b) {  // together, in block order, as RowStatisticsOf
+  // A row's block squares and deviations, added together in block order, as RowStatisticsOf.
+  auto row_totals = [&](int64_t row, double& squares, double& deviation_sum) {
+    squares = deviation_sum = 0.0;
+    for (int64_t b = 0; b < nb; ++b) {
       squares += sums[row * nb + b];
       deviation_sum += deviations[row * nb + b];
     }
+  };
+  std::vector<RowMean> means(static_cast<size_t>(rows));
+  std::vector<char> second_pass(static_cast<size_t>(rows), 0);
+  for (int64_t row = 0; row < rows; ++row) {
+    double squares, deviation_sum;
+    row_totals(row, squares, deviation_sum);
     means[row] = row_mean(pivots[row], deviation_sum, n);
     const double spread = one_pass_spread(deviation_sum, squares, n, dbl);
     if (!std::isnan(spread)) {
@@ -124,11 +129,8 @@ std::vector<RowStatistics> split_statistics(const StatisticsSource& plan, int th
   });
   for (int64_t row = 0; row < rows; ++row) {
     if (!second_pass[row]) continue;
-    double squares = 0.0, deviation_sum = 0.0;
-    for (int64_t b = 0; b < nb; ++b) {
-      squares += sums[row * nb + b];
-      deviation_sum += deviations[row * nb + b];
-    }
+    double squares, deviation_sum;
+    row_totals(row, squares, deviation_sum);
     stats[row] = finalize_statistics(plan.norm, corrected_mean(means[row], deviation_sum, n, dbl),
                                      corrected_squares(squares, deviation_sum, n), dbl);
   }
