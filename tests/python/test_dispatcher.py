@@ -2,6 +2,10 @@
 op pairs, TorchScript, torch.fx, gradcheck, no_grad / inference mode, autocast, out= and in-place
 forms, zero-size and non-contiguous inputs, and the PyTorch 2.x tools where present."""
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,6 +288,62 @@ def test_inference_forms_refuse_inputs_that_require_grad():
         rmsnorm.rms_norm(torch.randn(3, 8), [8], out=torch.empty(3, 9))
     with pytest.raises(RuntimeError, match="contiguous"):
         rmsnorm.rms_norm_(torch.randn(8, 3).t(), [8])
+
+
+# ---------------------------------------------------------------- large outputs
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def vm_flags_at(address):
+    """The VmFlags of the mapping of this process holding `address`, from /proc/self/smaps."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            begin, end = (int(v, 16) for v in head.split("-"))
+            inside = begin <= address < end
+        elif inside and head == "VmFlags:":
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def middle_of(t):
+    return t.data_ptr() + t.numel() * t.element_size() // 2
+
+
+HUGE_PAGE_CHECK = """
+import sys
+sys.path[:0] = [{tests!r}, {package!r}]
+import torch, rmsnorm
+from test_dispatcher import vm_flags_at, middle_of
+y = rmsnorm.rms_norm(torch.randn(2048, 4096), [4096])
+print("hg" in vm_flags_at(middle_of(y)))
+"""
+
+
+@pytest.mark.skipif(not THP.exists(), reason="needs Linux with transparent huge pages")
+def test_large_outputs_are_advised_to_use_huge_pages_and_keep_their_values(tmp_path):
+    # 32 MiB and more: a fresh mapping per call under glibc, whose page faults cost more than
+    # the norm (docs/PYTORCH.md); smaller outputs may share the heap and are left alone.
+    x = torch.randn(2048, 4096, requires_grad=True)  # 32 MiB
+    w = torch.rand(4096)
+    y = rmsnorm.rms_norm(x, [4096], w, eps=1e-6)
+    assert "hg" in vm_flags_at(middle_of(y))
+    y.backward(torch.ones_like(y))
+    assert "hg" in vm_flags_at(middle_of(x.grad))
+    small = rmsnorm.rms_norm(x.detach()[:256], [4096], w, eps=1e-6)  # 4 MiB
+    assert "hg" not in vm_flags_at(middle_of(small))
+    with torch.no_grad():
+        assert torch.equal(y, rmsnorm.rms_norm(x, [4096], w, eps=1e-6, out=torch.empty_like(x)))
+    # RMSNORM_HUGE_PAGES=0 turns the advice off (read once per process: a fresh one).
+    env = dict(os.environ)
+    here = Path(__file__).resolve().parent
+    code = HUGE_PAGE_CHECK.format(tests=str(here), package=str(here.parents[1] / "python"))
+    for setting, advised in (("0", "False"), ("1", "True")):
+        env["RMSNORM_HUGE_PAGES"] = setting
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert result.stdout.split()[-1] == advised, (setting, result.stdout, result.stderr)
 
 
 # ---------------------------------------------------------------- TorchScript and torch.fx

@@ -12,6 +12,7 @@
 
 #include "norm_layout.hpp"
 #include "op_support.hpp"
+#include "output_memory.hpp"
 #include "rmsnorm/rmsnorm.hpp"
 
 #ifdef RMSNORM_TORCH_CUDA  // built against a CUDA LibTorch, with the CUDA backend
@@ -96,10 +97,6 @@ EngineParameters engine_parameters(const c10::optional<at::Tensor>& weight, cons
 ConstVector const_vector(const at::Tensor& t, DType dtype) { return {t.defined() ? t.data_ptr() : nullptr, dtype}; }
 ConstMatrix const_matrix(const at::Tensor& t, int64_t n) { return {t.data_ptr(), engine_dtype(t, "input"), n}; }
 Matrix matrix(const at::Tensor& t, int64_t n) { return {t.data_ptr(), engine_dtype(t, "output"), n}; }
-
-at::Tensor empty_output(const at::Tensor& input) {
-  return at::empty(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
-}
 
 // An out= tensor: input's dtype and device, contiguous; resized when empty
 // (as PyTorch's out= ops do), otherwise of input's shape.

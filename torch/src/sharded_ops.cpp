@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "op_support.hpp"
+#include "output_memory.hpp"
 #include "sharded_ops.hpp"
 
 namespace rmsnorm::torch {
@@ -100,7 +101,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shard_forward_apply(
   const at::Tensor round0 = sums_of(reduced0, r.rows, "reduced0");
   const at::Tensor round1 = sums_of(reduced1, r.rows, "reduced1");
   const auto [w, b] = parameters(weight, bias, r.x, r.n);
-  at::Tensor y = at::empty_like(r.x), inv_rms = stats_like(r), mean = stats_like(r);
+  at::Tensor y = empty_output(r.x), inv_rms = stats_like(r), mean = stats_like(r);
   ShardForwardArgs a;
   a.rows = r.rows;
   a.n = r.n;
@@ -165,7 +166,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shard_backward_apply(
   const Rows x = rows_of(input, "x"), dy = rows_of(grad, "dy");
   const auto [w, b] = parameters(weight, c10::nullopt, x.x, x.n);
   const at::Tensor sums = sums_of(reduced, x.rows, "reduced");
-  at::Tensor dx = at::empty_like(x.x);
+  at::Tensor dx = empty_output(x.x);
   at::Tensor dweight = weight_grad && w.defined() ? at::empty({x.n}, w.options()) : at::Tensor();
   at::Tensor dbias = bias_grad ? at::empty({x.n}, x.x.options().dtype(at::kFloat)) : at::Tensor();
   ShardBackwardArgs a = backward_args(x, dy, global_n, column_begin, w, inv_rms, mean);
