@@ -6,9 +6,12 @@
 // writes it. Measured on a 4x2048x4096 float32 training step (docs/PYTORCH.md):
 // the faults cost about 55 ms per 128 MiB output against 15 ms for the norm
 // itself. With the block marked MADV_HUGEPAGE the kernel maps it in 2 MiB
-// pages: the zeroing remains, the per-page fault cost mostly goes. PyTorch
-// offers the same for its whole allocator behind THP_MEM_ALLOC_ENABLE; here it
-// covers only outputs we are about to write in full.
+// pages: the zeroing remains, the per-page fault cost mostly goes. Recent
+// PyTorch offers the same for its whole CPU allocator, off by default, behind
+// C10_THP_MEM_ALLOC_ENABLE (c10/core/impl/alloc_cpu); here it covers only
+// outputs we are about to write in full. Where the kernel's THP defrag mode
+// compacts memory for advised regions, a fault may stall on a fragmented
+// machine: RMSNORM_HUGE_PAGES=0 is the way out.
 #include "output_memory.hpp"
 
 #include <cstdint>
