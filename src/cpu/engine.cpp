@@ -8,8 +8,6 @@
 // order, so forward output does not depend on the thread count.
 #include "src/cpu/engine.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -18,6 +16,7 @@
 #include <vector>
 
 #include "rmsnorm/scalar_types.hpp"
+#include "src/cpu/cache_sizes.hpp"
 #include "src/cpu/dispatch.hpp"
 #include "src/cpu/engine_internal.hpp"
 #include "src/cpu/kernels.hpp"
@@ -223,15 +222,7 @@ void write_chunk(const Vector& out, const void* chunk, bool double_arithmetic, i
 
 }  // namespace
 
-int64_t last_level_cache_bytes() {
-  static const int64_t bytes = [] {
-    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (l3 > 0) return static_cast<int64_t>(l3);
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return l2 > 0 ? static_cast<int64_t>(l2) : int64_t{32} << 20;
-  }();
-  return bytes;
-}
+int64_t last_level_cache_bytes() { return cache_sizes().last_level_bytes; }
 
 namespace {
 std::atomic<int64_t> stream_threshold_override{-1};
@@ -272,7 +263,11 @@ Plan plan_for(const Call& call, const void* bias) {
   Plan plan;
   static_cast<Call&>(plan) = call;
   const int64_t rows = call.rows, n = call.norm.n;
-  plan.stream_output = static_cast<long double>(rows) * n * dtype_size(plan.dtype) > stream_threshold_bytes();
+  const long double matrix_bytes = static_cast<long double>(rows) * n * dtype_size(plan.dtype);
+  plan.stream_output = matrix_bytes > stream_threshold_bytes();
+  if constexpr (std::is_same_v<Plan, ForwardPlan>) {
+    plan.prefetch_rows = plan.stream_output || matrix_bytes > cache_sizes().core_bytes;
+  }
   plan.simd_index = dispatch_index();
   if (rows == 0) return plan;
   plan.unfolded_weight = plan.weight;

@@ -20,13 +20,17 @@
 HWY_BEFORE_NAMESPACE();
 namespace rmsnorm::cpu::HWY_NAMESPACE {
 
-// residual[i] = round(residual[i] + x[i]) for i < count.
+// residual[i] = round(residual[i] + x[i]) for i < count; the same columns of
+// `prefetch` (may be null) are asked for, a line per line of x.
 template <typename T>
-void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t count) {
+void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t count, const T* prefetch = nullptr) {
   const hn::ScalableTag<Arith<T>> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
-  for (; i + N <= count; i += N) StoreAs(d, hn::Add(LoadAs(d, x + i), LoadAs(d, residual + i)), residual + i);
+  for (; i + N <= count; i += N) {
+    if (prefetch && (i * static_cast<int64_t>(sizeof(T))) % 64 == 0) PrefetchBytes(prefetch + i, 64);
+    StoreAs(d, hn::Add(LoadAs(d, x + i), LoadAs(d, residual + i)), residual + i);
+  }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
     StoreTail(d, hn::Add(LoadTail(d, x + i, remaining), LoadTail(d, residual + i, remaining)), residual + i,
@@ -130,15 +134,15 @@ void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRIC
   }
 }
 
-// Writes y[column_begin, column_end) of one row, tile by tile; with streaming,
-// each tile goes through L1 and out with non-temporal stores, and the same
-// columns of the next row's inputs (`next`, `next_residual`, may be null) are
-// prefetched tile by tile. Calls that fit in cache neither stream nor
-// prefetch: there the hardware prefetcher keeps up, and the prefetch loop cost
-// 9% of a 32x4096 call.
+// Writes y[column_begin, column_end) of one row; with streaming, tile by tile,
+// each tile going through L1 and out with non-temporal stores. The same
+// columns of `next` (may be null: the next row's x, or its residual in the
+// fused form) are asked for as the row goes. Calls whose matrices fit in a
+// core's own cache do not prefetch (plan.prefetch_rows): there the hardware
+// prefetcher keeps up, and the prefetch loop cost 9% of a 32x4096 call.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
-                  int64_t column_end, const RowStatistics& st, const T* next, const T* next_residual) {
+                  int64_t column_end, const RowStatistics& st, const T* next) {
   const auto* g = static_cast<const TW*>(p.weight);
   const auto* b = static_cast<const TW*>(p.bias);
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
@@ -156,7 +160,8 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   }
   if (!p.stream_output) {
     ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin,
-                                                             column_end - column_begin, st);
+                                                             column_end - column_begin, st,
+                                                             next ? next + column_begin : nullptr);
     return;
   }
   const bool direct = std::is_same_v<T, Arith<T>> && element_aligned;
@@ -164,7 +169,6 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   for (int64_t c = column_begin; c < column_end; c += kTile) {
     const int64_t count = std::min(kTile, column_end - c);
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
-    if (next_residual) PrefetchBytes(next_residual + c, bytes);
     if (direct) {
       ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(src + c, y + c, g, b, c, count, st,
                                                                      next ? next + c : nullptr);
@@ -179,15 +183,14 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
 // Picks the instantiation for the plan's flags.
 template <typename T, typename TW>
 void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st,
-                     const T* next = nullptr, const T* next_residual = nullptr) {
+                     const T* next = nullptr) {
   with_flags(
       [&](auto centered, auto weight, auto bias, auto round_first) {
         constexpr bool kWeight = flag_v<decltype(weight)>, kBias = flag_v<decltype(bias)>;
         // Only 16-bit data with a parameter to apply after the rounding has a
         // second order: the others share the single-rounding instantiation.
         constexpr bool kRoundFirst = flag_v<decltype(round_first)> && !std::is_same_v<T, Arith<T>> && (kWeight || kBias);
-        ApplyColumns<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, src, y, c0, c1, st, next,
-                                                                                     next_residual);
+        ApplyColumns<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, src, y, c0, c1, st, next);
       },
       p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
@@ -249,10 +252,16 @@ template <typename T, typename TW>
 void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
   for (int64_t row = row_begin; row < row_end; ++row) {
+    // The next row's inputs, asked for while this one is worked on
+    // (plan.prefetch_rows): in the fused form x during the add and the
+    // residual during the apply, else x during the apply.
+    const bool more = p.prefetch_rows && row + 1 < row_end;
+    const T* next_x = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
+    const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
     const T* src = row_pointer<T>(p.x, row, p.x_stride);
     if (p.residual) {
       T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
-      AddResidual(src, residual, n);
+      AddResidual(src, residual, n, next_x);
       src = residual;
     }
     const RowStatistics st = RowStatisticsOf(p.norm, src);
@@ -265,10 +274,7 @@ void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
       continue;
     }
     SaveStatistics<T>(p, row, st);
-    const bool more = row + 1 < row_end;
-    const T* next = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
-    const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
-    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st, next, next_residual);
+    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st, p.residual ? next_residual : next_x);
   }
   if (p.stream_output) hwy::FlushStream();
 }

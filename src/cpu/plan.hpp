@@ -34,6 +34,10 @@ struct UnfoldedWeight {
 
 struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   bool stream_output = false;  // write y with non-temporal stores (output larger than the last-level cache)
+  // Ask for the next row's inputs while working on this one: when streaming,
+  // and when a matrix is larger than a core's own cache, where the hardware
+  // prefetcher alone left a 2048x768 float32 fused forward 27% slower.
+  bool prefetch_rows = false;
   // Every nonzero |weight| lies within FastRange's scale_limit, so inv_r * g
   // stays a normal number. Otherwise every row takes the wide slow path.
   bool weight_in_range = true;
@@ -41,7 +45,7 @@ struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
 };
 
 struct BackwardPlan : calls::BackwardCall, UnfoldedWeight {
-  bool stream_output = false;
+  bool stream_output = false;  // also: prefetch the next row's inputs (backward.cpp says why not sooner)
   bool weight_in_range = true;  // as in ForwardPlan
   size_t simd_index = 0;
 };
