@@ -180,7 +180,7 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh
     for (; i + N <= count; i += N) {
       if ((i * static_cast<int64_t>(sizeof(T))) % 64 == 0) {  // a line per line of dy, whatever N
         PrefetchBytes(next.dy + i, 64);
-        PrefetchBytes(next.dh_out + i, 64);
+        if (next.dh_out) PrefetchBytes(next.dh_out + i, 64);  // (a null pointer plus i is undefined)
       }
       one(i, 0);
     }
