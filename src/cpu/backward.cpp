@@ -178,10 +178,8 @@ void BackwardSpan(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const T* dh
   int64_t i = 0;
   if (next.dy) {
     for (; i + N <= count; i += N) {
-      if ((i * static_cast<int64_t>(sizeof(T))) % 64 == 0) {  // a line per line of dy, whatever N
-        PrefetchBytes(next.dy + i, 64);
-        if (next.dh_out) PrefetchBytes(next.dh_out + i, 64);  // (a null pointer plus i is undefined)
-      }
+      PrefetchLineAt(next.dy, i);
+      PrefetchLineAt(next.dh_out, i);
       one(i, 0);
     }
   }

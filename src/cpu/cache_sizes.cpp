@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -54,8 +55,9 @@ CacheSizes from_kernel() {
 CacheSizes from_c_library() {
   CacheSizes sizes;
 #ifdef _SC_LEVEL2_CACHE_SIZE
-  sizes.core_bytes = sysconf(_SC_LEVEL2_CACHE_SIZE) > 0 ? sysconf(_SC_LEVEL2_CACHE_SIZE) : 0;
-  sizes.last_level_bytes = sysconf(_SC_LEVEL3_CACHE_SIZE) > 0 ? sysconf(_SC_LEVEL3_CACHE_SIZE) : sizes.core_bytes;
+  sizes.core_bytes = std::max(0L, sysconf(_SC_LEVEL2_CACHE_SIZE));
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  sizes.last_level_bytes = l3 > 0 ? l3 : sizes.core_bytes;
 #endif
   return sizes;
 }

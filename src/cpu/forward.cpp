@@ -28,7 +28,7 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   int64_t i = 0;
   for (; i + N <= count; i += N) {
-    if (prefetch && (i * static_cast<int64_t>(sizeof(T))) % 64 == 0) PrefetchBytes(prefetch + i, 64);
+    PrefetchLineAt(prefetch, i);
     StoreAs(d, hn::Add(LoadAs(d, x + i), LoadAs(d, residual + i)), residual + i);
   }
   if (i < count) {

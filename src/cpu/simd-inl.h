@@ -395,6 +395,14 @@ HWY_INLINE void PrefetchBytes(const void* p, size_t bytes) {
   for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(bytes_ptr + i, 0, 2);
 }
 
+// Inside a loop over elements i of a row, asks for the line of p + i whenever
+// i begins another 64 bytes: one request per line, however many elements a
+// vector holds. p may be null (and is then not offset: that is undefined).
+template <typename T>
+HWY_INLINE void PrefetchLineAt(const T* p, int64_t i) {
+  if (p != nullptr && (i * static_cast<int64_t>(sizeof(T))) % 64 == 0) __builtin_prefetch(p + i, 0, 2);
+}
+
 // How many of the `limit` elements from p lie before p's next vector boundary
 // (0 when p is on one): the head written with ordinary stores before a span
 // is streamed from registers. p must be element-aligned.
