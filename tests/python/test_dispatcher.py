@@ -323,7 +323,7 @@ print("hg" in vm_flags_at(middle_of(y)))
 
 
 @pytest.mark.skipif(not THP.exists(), reason="needs Linux with transparent huge pages")
-def test_large_outputs_are_advised_to_use_huge_pages_and_keep_their_values(tmp_path):
+def test_large_outputs_are_advised_to_use_huge_pages_and_keep_their_values():
     # 32 MiB and more: a fresh mapping per call under glibc, whose page faults cost more than
     # the norm (docs/PYTORCH.md); smaller outputs may share the heap and are left alone.
     x = torch.randn(2048, 4096, requires_grad=True)  # 32 MiB
