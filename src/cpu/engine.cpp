@@ -263,7 +263,9 @@ Plan plan_for(const Call& call, const void* bias) {
   Plan plan;
   static_cast<Call&>(plan) = call;
   const int64_t rows = call.rows, n = call.norm.n;
-  const long double matrix_bytes = static_cast<long double>(rows) * n * dtype_size(plan.dtype);
+  // In double (a threshold, not an exact size; long double's x87 code was a
+  // measurable part of a one-row call): rows * n * size can exceed int64.
+  const double matrix_bytes = static_cast<double>(rows) * static_cast<double>(n) * static_cast<double>(dtype_size(plan.dtype));
   plan.stream_output = matrix_bytes > stream_threshold_bytes();
   if constexpr (std::is_same_v<Plan, ForwardPlan>) {
     plan.prefetch_rows = plan.stream_output || matrix_bytes > cache_sizes().core_bytes;

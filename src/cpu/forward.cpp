@@ -101,7 +101,7 @@ HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
 
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kStream = false>
-void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
+HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
                int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
   using A = Arith<T>;
   using TN = std::conditional_t<kRoundFirst, T, A>;
@@ -155,7 +155,10 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   const bool element_aligned = reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0;
   if (element_aligned) {
     const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
-    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin, head, st);
+    if (head > 0) {
+      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin,
+                                                               head, st);
+    }
     column_begin += head;
   }
   if (!p.stream_output) {
@@ -178,6 +181,22 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + c, tile, g, b, c, count, st);
     StreamBytes(y + c, tile, bytes);
   }
+}
+
+// ApplyColumns for outputs that are not streamed, inlined into the row loop:
+// the head up to y's vector boundary, then the rest.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+HWY_INLINE void ApplyRowCached(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t n,
+                               const RowStatistics& st, const T* next) {
+  const auto* g = static_cast<const TW*>(p.weight);
+  const auto* b = static_cast<const TW*>(p.bias);
+  int64_t head = 0;
+  if (reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0) {
+    head = ElementsToVectorBoundary(y, n);
+    if (head > 0) ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src, y, g, b, 0, head, st);
+  }
+  ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + head, y + head, g, b, head, n - head, st,
+                                                           next ? next + head : nullptr);
 }
 
 // Picks the instantiation for the plan's flags.
@@ -248,35 +267,83 @@ void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) 
   if (p.saved_mean) static_cast<A*>(p.saved_mean)[row] = static_cast<A>(st.mean + st.mean_lo);
 }
 
-template <typename T, typename TW>
-void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
+// Rows this short (in bytes of x) are worked on in groups: the statistics of
+// the group's rows first, then their outputs. A statistic ends in a chain of
+// dependent operations (the sum's reduction, a division, a square root and a
+// division, in double) that the row's own output pass waits for, too short to
+// hide it; the chains of a group's rows are independent and overlap. The
+// group (at most 16 KiB of x) is still in L1 when its outputs are written.
+// (Two variants measured no better on 32x256-2048x768 and were not kept:
+// computing the next group's statistics before writing this group's outputs,
+// 3-17% slower; and the divisions and square roots of a group in one set of
+// vector instructions, within noise.)
+inline constexpr int64_t kGroupedRowBytes = 4096;
+inline constexpr int64_t kRowGroup = 4;
+
+// The rows of one call for one combination of flags: every per-row step below
+// is compiled into this one function (the flags used to be resolved per row,
+// and the statistics and output pass were calls through the PLT).
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    // The next row's inputs, asked for while this one is worked on
-    // (plan.prefetch_rows): in the fused form x during the add and the
-    // residual during the apply, else x during the apply.
-    const bool more = p.prefetch_rows && row + 1 < row_end;
-    const T* next_x = more ? row_pointer<T>(p.x, row + 1, p.x_stride) : nullptr;
-    const T* next_residual = more && p.residual ? row_pointer<T>(p.residual, row + 1, p.residual_stride) : nullptr;
-    const T* src = row_pointer<T>(p.x, row, p.x_stride);
-    if (p.residual) {
-      T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
-      AddResidual(src, residual, n, next_x);
-      src = residual;
+  const int64_t group = n * static_cast<int64_t>(sizeof(T)) <= kGroupedRowBytes ? kRowGroup : 1;
+  for (int64_t first = row_begin; first < row_end; first += group) {
+    const int64_t count = std::min(group, row_end - first);
+    const T* sources[kRowGroup];
+    RowStatistics stats[kRowGroup];
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t row = first + b;
+      const T* src = row_pointer<T>(p.x, row, p.x_stride);
+      if (p.residual) {
+        // The next group's x is asked for during the add (plan.prefetch_rows).
+        const T* next_x = p.prefetch_rows && row + group < row_end ? row_pointer<T>(p.x, row + group, p.x_stride) : nullptr;
+        T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
+        AddResidual(src, residual, n, next_x);
+        src = residual;
+      }
+      sources[b] = src;
+      stats[b] = RowStatisticsOf(p.norm, src);
     }
-    const RowStatistics st = RowStatisticsOf(p.norm, src);
-    if (!st.fast || !p.weight_in_range) {
-      slow_forward_row(p, row, src, 0, n);
-      continue;
+    for (int64_t b = 0; b < count; ++b) {
+      const int64_t row = first + b;
+      const T* src = sources[b];
+      const RowStatistics& st = stats[b];
+      if (!st.fast || !p.weight_in_range) {
+        slow_forward_row(p, row, src, 0, n);
+        continue;
+      }
+      if (ApplyNeedsWidePath<T, TW>(p, src, 0, n, st)) {
+        slow_forward_apply(p, row, src, 0, n, WideFromFast(st));
+        continue;
+      }
+      SaveStatistics<T>(p, row, st);
+      // The next group's input (its residual in the fused form, else x) is
+      // asked for during this row's output pass (plan.prefetch_rows).
+      const T* next = nullptr;
+      if (p.prefetch_rows && row + group < row_end) {
+        next = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
+                          : row_pointer<T>(p.x, row + group, p.x_stride);
+      }
+      T* y = row_pointer<T>(p.y, row, p.y_stride);
+      if (p.stream_output) {
+        ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, 0, n, st, next);
+      } else {
+        ApplyRowCached<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, n, st, next);
+      }
     }
-    if (ApplyNeedsWidePath<T, TW>(p, src, 0, n, st)) {
-      slow_forward_apply(p, row, src, 0, n, WideFromFast(st));
-      continue;
-    }
-    SaveStatistics<T>(p, row, st);
-    ApplyColumnsFor<T, TW>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st, p.residual ? next_residual : next_x);
   }
   if (p.stream_output) hwy::FlushStream();
+}
+
+template <typename T, typename TW>
+void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
+  with_flags(
+      [&](auto centered, auto weight, auto bias, auto round_first) {
+        constexpr bool kWeight = flag_v<decltype(weight)>, kBias = flag_v<decltype(bias)>;
+        constexpr bool kRoundFirst = flag_v<decltype(round_first)> && !std::is_same_v<T, Arith<T>> && (kWeight || kBias);
+        ForwardRowsFlagged<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, row_begin, row_end);
+      },
+      p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
 
 void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
