@@ -30,7 +30,7 @@ HWY_INLINE hn::VFromD<D> ScaleByWeight(D d, hn::VFromD<D> dy, const TW* HWY_REST
 // prefetch (may be null): the same columns of another row, asked for as the
 // loop goes (see BackwardRowsT).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kDyMagnitude>
-GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g,
+HWY_INLINE GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy, const TW* HWY_RESTRICT g,
                                int64_t column, int64_t count, double pivot, const T* prefetch) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
@@ -75,27 +75,39 @@ GradientSums BlockGradientSums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy
   return sums;
 }
 
-template <typename T, typename TW>
-GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1,
-                                  double pivot, const T* prefetch = nullptr) {
+// The GradientSums of columns [c0, c1) of a row (one block) for the row
+// loop's flags; |dy| is summed when dweight is asked for with a weight.
+template <typename T, typename TW, bool kCentered, bool kWeight>
+HWY_INLINE GradientSums BlockGradientSumsOf(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1,
+                                            double pivot, const T* prefetch) {
   const auto* g = static_cast<const TW*>(p.weight);
-  GradientSums sums = with_flags(
-      [&](auto centered, auto weight, auto dy_magnitude) {
-        return BlockGradientSums<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>,
-                                 flag_v<decltype(dy_magnitude)>>(x + c0, dy + c0, g, c0, c1 - c0, pivot,
-                                                                 prefetch ? prefetch + c0 : nullptr);
-      },
-      p.norm.centered, g != nullptr, g != nullptr && p.want_dweight);
+  const T* block_prefetch = prefetch ? prefetch + c0 : nullptr;
+  GradientSums sums =
+      kWeight && p.want_dweight
+          ? BlockGradientSums<T, TW, kCentered, kWeight, true>(x + c0, dy + c0, g, c0, c1 - c0, pivot, block_prefetch)
+          : BlockGradientSums<T, TW, kCentered, kWeight, false>(x + c0, dy + c0, g, c0, c1 - c0, pivot, block_prefetch);
   // pRMSNorm: the statistic never saw the elements past k (the block is in
   // cache now). Summed from the vector that holds k, its lanes before k left
   // out, so that the vectors stay aligned with the row and k costs no tail.
   const int64_t past_k = std::max(c0, p.norm.k);
-  if (!p.norm.centered && past_k < c1) {
+  if (!kCentered && past_k < c1) {
     const int64_t lanes = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<Arith<T>>()));
     const int64_t start = past_k - (past_k - c0) % lanes;
     sums.x_magnitude_past_k = BlockSum<SumOf::kMagnitudes>(x + start, c1 - start, -1, past_k - start);
   }
   return sums;
+}
+
+// The same, the flags resolved at run time (the block-split path).
+template <typename T, typename TW>
+GradientSums BlockGradientSumsFor(const BackwardPlan& p, const T* x, const T* dy, int64_t c0, int64_t c1,
+                                  double pivot) {
+  return with_flags(
+      [&](auto centered, auto weight) {
+        return BlockGradientSumsOf<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>>(p, x, dy, c0, c1, pivot,
+                                                                                              nullptr);
+      },
+      p.norm.centered, p.weight != nullptr);
 }
 
 // dx[i] for i < count, and the dweight/dbias terms into the chunk at column + i.
@@ -260,7 +272,7 @@ void BackwardColumnsFor(const BackwardPlan& p, int64_t row, int64_t c0, int64_t 
 // The statistics backward uses: the saved ones when all that the norm needs
 // were given, else recomputed exactly as forward does.
 template <typename T>
-RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
+HWY_INLINE RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
   using A = Arith<T>;
   constexpr bool kDouble = std::is_same_v<T, double>;
   const NormParams& norm = p.norm;
@@ -280,21 +292,25 @@ RowStatistics BackwardStatisticsT(const BackwardPlan& p, int64_t row) {
   return with_saved_mean(RowStatisticsOf(norm, row_pointer<T>(p.x, row, p.x_stride)), kDouble);
 }
 
-template <typename T, typename TW>
-RowGradient RowGradientOf(const BackwardPlan& p, int64_t row, const RowStatistics& st, const T* next_x) {
-  const T* x = row_pointer<T>(p.x, row, p.x_stride);
-  const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
+// The gradient sums of a whole row and its coefficients, for the flags of the
+// row loop (kCentered, kWeight); |dy| is summed when dweight is asked for.
+template <typename T, typename TW, bool kCentered, bool kWeight>
+HWY_INLINE RowGradient RowGradientOf(const BackwardPlan& p, const T* x, const T* dy, const RowStatistics& st,
+                                     const T* next_x) {
   GradientSums sums;
-  for (int64_t c = 0; c < p.norm.n; c += kBlockElements) {
-    sums += BlockGradientSumsFor<T, TW>(p, x, dy, c, std::min(p.norm.n, c + kBlockElements), st.mean, next_x);
+  for (int64_t c0 = 0; c0 < p.norm.n; c0 += kBlockElements) {
+    sums += BlockGradientSumsOf<T, TW, kCentered, kWeight>(p, x, dy, c0, std::min(p.norm.n, c0 + kBlockElements), st.mean,
+                                                           next_x);
   }
   return finalize_gradient(p.norm, st, sums, std::is_same_v<T, double>);
 }
 
-template <typename T, typename TW>
-void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
+// The rows of one call for one combination of flags, every per-row step
+// compiled into this one function (as ForwardRowsFlagged: the flags used to be
+// resolved, and the sums and dx pass called, once per row).
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kAddGradient>
+void BackwardRowsFlagged(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
   const int64_t n = p.norm.n;
-  const bool accumulate = p.want_dweight || p.want_dbias;
   for (int64_t row = row_begin; row < row_end; ++row) {
     // Streaming from memory, the next row's inputs are asked for while this
     // row is worked on, spread over both passes so that memory stays busy
@@ -308,23 +324,37 @@ void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, Gr
     NextRowGradients<T> next;
     if (prefetch) {
       next.dy = row_pointer<T>(p.dy, row + 1, p.dy_stride);
-      next.dh_out = p.dh_out ? row_pointer<T>(p.dh_out, row + 1, p.dh_out_stride) : nullptr;
+      next.dh_out = kAddGradient ? row_pointer<T>(p.dh_out, row + 1, p.dh_out_stride) : nullptr;
     }
+    const T* x = row_pointer<T>(p.x, row, p.x_stride);
+    const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
     const RowStatistics st = BackwardStatisticsT<T>(p, row);
     RowGradient grad;
     grad.fast = false;
-    if (st.fast) grad = RowGradientOf<T, TW>(p, row, st, next_x);
+    if (st.fast) grad = RowGradientOf<T, TW, kCentered, kWeight>(p, x, dy, st, next_x);
     if (grad.fast && p.weight_in_range) {
-      BackwardColumnsFor<T, TW>(p, row, 0, n, st, grad, acc, next);
+      const T* dh_out = kAddGradient ? row_pointer<T>(p.dh_out, row, p.dh_out_stride) : nullptr;
+      BackwardColumnsT<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(
+          p, x, dy, dh_out, row_pointer<T>(p.dx, row, p.dx_stride), 0, n, st, grad, acc, next);
     } else {
       slow_backward_row(p, row, 0, n, acc);
     }
-    if (accumulate && ++acc.rows_in_chunk == kRowsPerChunk) {
+    if (kAccumulate && ++acc.rows_in_chunk == kRowsPerChunk) {
       flush_chunk(acc, std::is_same_v<T, double>, 0, n);
       acc.rows_in_chunk = 0;
     }
   }
   if (p.stream_output) hwy::FlushStream();
+}
+
+template <typename T, typename TW>
+void BackwardRowsT(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
+  with_flags(
+      [&](auto centered, auto weight, auto accumulate, auto add_gradient) {
+        BackwardRowsFlagged<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>, flag_v<decltype(accumulate)>,
+                            flag_v<decltype(add_gradient)>>(p, row_begin, row_end, acc);
+      },
+      p.norm.centered, p.weight != nullptr, p.want_dweight || p.want_dbias, p.dh_out != nullptr);
 }
 
 void BackwardRowsImpl(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {

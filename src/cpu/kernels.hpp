@@ -210,18 +210,33 @@ struct GradientSums {
 // of 1.7e-325 became 0 there and passed as "0 is fine", so a float64
 // LayerNorm row (n = 2, x = [-1.4e86, 3.8e117]) lost its statistic term and
 // dx was gy / 2r where it is 0 (found by fuzzing).
-inline bool coefficient_in_range(long double c, double limit) {
-  return c == 0 || (std::fabs(c) >= 1.0L / limit && std::fabs(c) <= limit);
+template <typename Wide>
+inline bool coefficient_in_range(Wide c, double limit) {
+  return c == 0 || (std::fabs(c) >= Wide{1} / limit && std::fabs(c) <= limit);
 }
 
 // The coefficients of dx_j = a * (gy_j + shift) - (x_j - mean) * coef [j < k].
-// Formed in long double so that products of extreme statistics neither
+// Formed in a type wide enough that products of extreme statistics neither
 // underflow nor overflow before the range check; a row whose coefficients or
 // gradients fall outside the arithmetic type's comfortable range goes to the
-// wide path.
+// wide path. For double data that is long double. For float arithmetic double
+// is: 1/r lies within 2^+-50 on the fast path and the sums are of float terms
+// (below 2^180 in magnitude), so no product here leaves double's normal range
+// (|coef| stays within 2^-400..2^330); long double's x87 code took 8% of a
+// 32x256 backward.
+template <typename Wide>
+inline RowGradient finalize_gradient_in(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
+                                        bool double_arithmetic);
+
 inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
                                      bool double_arithmetic) {
-  using Wide = long double;
+  return double_arithmetic ? finalize_gradient_in<long double>(p, st, sums, true)
+                           : finalize_gradient_in<double>(p, st, sums, false);
+}
+
+template <typename Wide>
+inline RowGradient finalize_gradient_in(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
+                                        bool double_arithmetic) {
   const FastRange range = fast_range(double_arithmetic);
   RowGradient g;
   const Wide inv_r = st.inv_r;
