@@ -89,22 +89,18 @@ HWY_INLINE V Normalize(D d, V v, V mean, V lo_inv_r, V inv_r, const TW* HWY_REST
   }
 }
 
-// Stores v at p (kStream: non-temporal, p vector-aligned and T the arithmetic
-// type; kMayBeNaN false: v holds no NaN, StoreAs).
-template <bool kStream, bool kMayBeNaN = true, class D, typename T>
+// Stores v at p (kStream: non-temporal, p vector-aligned and T the arithmetic type).
+template <bool kStream, class D, typename T>
 HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
   if constexpr (kStream && std::is_same_v<T, hn::TFromD<D>>) {
     hn::Stream(v, d, p);
   } else {
-    StoreAs<kMayBeNaN>(d, v, p);
+    StoreAs(d, v, p);
   }
 }
 
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
-// kFinite: every output is finite or infinite, never NaN (ForwardRowsFlagged
-// says when), so 16-bit stores leave out their NaN select.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kStream = false,
-          bool kFinite = false>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kStream = false>
 HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
                int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
   using A = Arith<T>;
@@ -123,18 +119,18 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
     const auto v0 = Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
     const auto v1 =
         Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
-    StoreOut<kStream, !kFinite>(d, v0, y + i);
-    StoreOut<kStream, !kFinite>(d, v1, y + i + N);
+    StoreOut<kStream>(d, v0, y + i);
+    StoreOut<kStream>(d, v1, y + i + N);
   }
   for (; i + N <= count; i += N) {
-    StoreOut<kStream, !kFinite>(d, Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
+    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
                       y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
     const auto v = Normalize<kCentered, kWeight, kBias, TN>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
                                                         column + i, remaining);
-    StoreTail<!kFinite>(d, v, y + i, remaining);
+    StoreTail(d, v, y + i, remaining);
   }
 }
 
@@ -189,7 +185,7 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
 
 // ApplyColumns for outputs that are not streamed, inlined into the row loop:
 // the head up to y's vector boundary, then the rest.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 HWY_INLINE void ApplyRowCached(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t n,
                                const RowStatistics& st, const T* next) {
   const auto* g = static_cast<const TW*>(p.weight);
@@ -197,10 +193,10 @@ HWY_INLINE void ApplyRowCached(const ForwardPlan& p, const T* HWY_RESTRICT src, 
   int64_t head = 0;
   if (reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0) {
     head = ElementsToVectorBoundary(y, n);
-    if (head > 0) ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, false, kFinite>(src, y, g, b, 0, head, st);
+    if (head > 0) ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src, y, g, b, 0, head, st);
   }
-  ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, false, kFinite>(src + head, y + head, g, b, head, n - head, st,
-                                                                           next ? next + head : nullptr);
+  ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + head, y + head, g, b, head, n - head, st,
+                                                           next ? next + head : nullptr);
 }
 
 // Picks the instantiation for the plan's flags.
@@ -287,8 +283,7 @@ inline constexpr int64_t kRowGroup = 4;
 // The rows of one call for one combination of flags: every per-row step below
 // is compiled into this one function (the flags used to be resolved per row,
 // and the statistics and output pass were calls through the PLT).
-// kFinite: no output of a fast row can be NaN (see ForwardRowsT).
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
   const int64_t group = n * static_cast<int64_t>(sizeof(T)) <= kGroupedRowBytes ? kRowGroup : 1;
@@ -333,7 +328,7 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
       if (p.stream_output) {
         ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, 0, n, st, next);
       } else {
-        ApplyRowCached<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(p, src, y, n, st, next);
+        ApplyRowCached<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, n, st, next);
       }
     }
   }
@@ -342,20 +337,13 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
 
 template <typename T, typename TW>
 void ForwardRowsT(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
-  // A fast row's outputs are never NaN when there is no bias and k = n:
-  // every x is finite (its square entered a finite sum), 1/r is normal and
-  // every nonzero |g| lies within 2^+-40 (WeightInRange; a NaN weight fails
-  // it), so |x / r| <= sqrt(k) and y is finite. A bias can be NaN, and past
-  // pRMSNorm's k so can x. Only 16-bit outputs have a NaN select to skip.
-  const bool finite = p.bias == nullptr && p.norm.k == p.norm.n && !std::is_same_v<T, Arith<T>>;
   with_flags(
-      [&](auto centered, auto weight, auto bias, auto round_first, auto finite_output) {
+      [&](auto centered, auto weight, auto bias, auto round_first) {
         constexpr bool kWeight = flag_v<decltype(weight)>, kBias = flag_v<decltype(bias)>;
         constexpr bool kRoundFirst = flag_v<decltype(round_first)> && !std::is_same_v<T, Arith<T>> && (kWeight || kBias);
-        constexpr bool kFinite = flag_v<decltype(finite_output)> && !kBias && !std::is_same_v<T, Arith<T>>;
-        ForwardRowsFlagged<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst, kFinite>(p, row_begin, row_end);
+        ForwardRowsFlagged<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, row_begin, row_end);
       },
-      p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight, finite);
+      p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
 
 void ForwardRowsImpl(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {

@@ -41,27 +41,22 @@ using Arith = typename ArithmeticOf<T>::type;
 
 // float -> bfloat16, round to nearest even; NaN stays a quiet NaN. The
 // bfloat16 pattern in the low 16 bits of each 32-bit lane.
-// kMayBeNaN false: the caller knows v holds no NaN (forward's fast rows
-// without a bias and with k = n, ForwardRowsFlagged), and the NaN select, a
-// third of this function's operations, is left out; the rounding of every
-// other value, infinities included, is the same.
-template <bool kMayBeNaN = true, class DF>
+template <class DF>
 HWY_INLINE auto BFloat16Bits(DF /* tag */, hn::VFromD<DF> v) {
   const hn::RebindToUnsigned<DF> du32;
   const auto bits = hn::BitCast(du32, v);
   const auto lowest_kept_bit = hn::And(hn::ShiftRight<16>(bits), hn::Set(du32, 1u));
   const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7FFFu), lowest_kept_bit)));
-  if constexpr (!kMayBeNaN) return rounded;
   const auto quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du32, 0x40u));
   return hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
 }
 
-template <bool kMayBeNaN = true, class DF>
+template <class DF>
 HWY_INLINE auto DemoteToBFloat16(DF df, hn::VFromD<DF> v) {
   const hn::RebindToSigned<DF> di32;
   const hn::Rebind<uint16_t, DF> du16;
   const hn::Rebind<hwy::bfloat16_t, DF> dbf16;
-  return hn::BitCast(dbf16, hn::DemoteTo(du16, hn::BitCast(di32, BFloat16Bits<kMayBeNaN>(df, v))));
+  return hn::BitCast(dbf16, hn::DemoteTo(du16, hn::BitCast(di32, BFloat16Bits(df, v))));
 }
 
 // float -> float16, round to nearest even, overflow to infinity, subnormals
@@ -70,7 +65,7 @@ HWY_INLINE auto DemoteToBFloat16(DF df, hn::VFromD<DF> v) {
 // library, github.com/Maratyszcza/FP16): adding 2^(e+15-127+...) leaves exactly
 // the bits float16 keeps, rounded by the FPU.
 // The float16 pattern in the low 16 bits of each 32-bit lane.
-template <bool kMayBeNaN = true, class DF>
+template <class DF>
 HWY_INLINE auto Float16Bits(DF df, hn::VFromD<DF> v) {
   const hn::RebindToUnsigned<DF> du32;
   const hn::RebindToSigned<DF> di32;
@@ -88,16 +83,16 @@ HWY_INLINE auto Float16Bits(DF df, hn::VFromD<DF> v) {
   const auto exponent_bits = hn::And(hn::ShiftRight<13>(aligned), hn::Set(du32, 0x7C00u));
   const auto mantissa_bits = hn::And(aligned, hn::Set(du32, 0x0FFFu));
   auto result = hn::Add(exponent_bits, mantissa_bits);
-  if constexpr (kMayBeNaN) result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Set(du32, 0x7E00u), result);
+  result = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Set(du32, 0x7E00u), result);
   return hn::Or(result, sign);
 }
 
-template <bool kMayBeNaN = true, class DF>
+template <class DF>
 HWY_INLINE auto DemoteToFloat16(DF df, hn::VFromD<DF> v) {
   const hn::RebindToSigned<DF> di32;
   const hn::Rebind<uint16_t, DF> du16;
   const hn::Rebind<hwy::float16_t, DF> df16;
-  return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, Float16Bits<kMayBeNaN>(df, v))));
+  return hn::BitCast(df16, hn::DemoteTo(du16, hn::BitCast(di32, Float16Bits(df, v))));
 }
 
 // ---------------------------------------------------------------- widening
@@ -162,17 +157,16 @@ HWY_INLINE hn::VFromD<D> LoadAs(D d, const T* HWY_RESTRICT p) {
   }
 }
 
-// kMayBeNaN false: v holds no NaN (DemoteToBFloat16).
-template <bool kMayBeNaN = true, class D, typename T>
+template <class D, typename T>
 HWY_INLINE void StoreAs(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
   using A = hn::TFromD<D>;
   if constexpr (std::is_same_v<T, A>) {
     hn::StoreU(v, d, p);
   } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    hn::StoreU(DemoteToBFloat16<kMayBeNaN>(d, v), hn::Rebind<T, D>(), p);
+    hn::StoreU(DemoteToBFloat16(d, v), hn::Rebind<T, D>(), p);
   } else {
     static_assert(std::is_same_v<T, hwy::float16_t>, "unsupported storage type");
-    hn::StoreU(DemoteToFloat16<kMayBeNaN>(d, v), hn::Rebind<T, D>(), p);
+    hn::StoreU(DemoteToFloat16(d, v), hn::Rebind<T, D>(), p);
   }
 }
 
@@ -188,10 +182,10 @@ HWY_INLINE hn::VFromD<D> LoadTail(D d, const T* HWY_RESTRICT p, size_t count) {
   return LoadAs(d, buffer);
 }
 
-template <bool kMayBeNaN = true, class D, typename T>
+template <class D, typename T>
 HWY_INLINE void StoreTail(D d, hn::VFromD<D> v, T* HWY_RESTRICT p, size_t count) {
   alignas(64) T buffer[kMaxLanes<hn::TFromD<D>>];
-  StoreAs<kMayBeNaN>(d, v, buffer);
+  StoreAs(d, v, buffer);
   std::memcpy(p, buffer, count * sizeof(T));
 }
 
