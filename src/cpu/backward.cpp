@@ -305,9 +305,29 @@ HWY_INLINE RowGradient RowGradientOf(const BackwardPlan& p, const T* x, const T*
   return finalize_gradient(p.norm, st, sums, std::is_same_v<T, double>);
 }
 
-// The rows of one call for one combination of flags, every per-row step
-// compiled into this one function (as ForwardRowsFlagged: the flags used to be
-// resolved, and the sums and dx pass called, once per row).
+// A row's statistics and gradient coefficients, written into *st and *grad
+// (grad->fast false when the row takes the slow path). One function per data
+// and parameter type, not per flag combination of the row loop: inlined
+// there, the sums (LayerNorm's statistics above all) made the sanitizer build
+// of this file take tens of minutes. Written through pointers and read back a
+// field at a time: a returned struct was copied in a wide load that waited on
+// the callee's narrow stores (see forward.cpp's GroupStatistics).
+template <typename T, typename TW>
+HWY_NOINLINE void RowGradientInto(const BackwardPlan& p, int64_t row, const T* x, const T* dy, const T* next_x,
+                                  RowStatistics* st, RowGradient* grad) {
+  *st = BackwardStatisticsT<T>(p, row);
+  grad->fast = false;
+  if (!st->fast) return;
+  with_flags(
+      [&](auto centered, auto weight) {
+        *grad = RowGradientOf<T, TW, flag_v<decltype(centered)>, flag_v<decltype(weight)>>(p, x, dy, *st, next_x);
+      },
+      p.norm.centered, p.weight != nullptr);
+}
+
+// The rows of one call for one combination of flags, with the dx pass called
+// directly for those flags (as ForwardRowsFlagged: the flags used to be
+// resolved twice per row).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kAccumulate, bool kAddGradient>
 void BackwardRowsFlagged(const BackwardPlan& p, int64_t row_begin, int64_t row_end, GradAccumulator& acc) {
   const int64_t n = p.norm.n;
@@ -328,10 +348,9 @@ void BackwardRowsFlagged(const BackwardPlan& p, int64_t row_begin, int64_t row_e
     }
     const T* x = row_pointer<T>(p.x, row, p.x_stride);
     const T* dy = row_pointer<T>(p.dy, row, p.dy_stride);
-    const RowStatistics st = BackwardStatisticsT<T>(p, row);
+    RowStatistics st;
     RowGradient grad;
-    grad.fast = false;
-    if (st.fast) grad = RowGradientOf<T, TW, kCentered, kWeight>(p, x, dy, st, next_x);
+    RowGradientInto<T, TW>(p, row, x, dy, next_x, &st, &grad);
     if (grad.fast && p.weight_in_range) {
       const T* dh_out = kAddGradient ? row_pointer<T>(p.dh_out, row, p.dh_out_stride) : nullptr;
       BackwardColumnsT<T, TW, kCentered, kWeight, kAccumulate, kAddGradient>(

@@ -183,22 +183,6 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   }
 }
 
-// ApplyColumns for outputs that are not streamed, inlined into the row loop:
-// the head up to y's vector boundary, then the rest.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
-HWY_INLINE void ApplyRowCached(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t n,
-                               const RowStatistics& st, const T* next) {
-  const auto* g = static_cast<const TW*>(p.weight);
-  const auto* b = static_cast<const TW*>(p.bias);
-  int64_t head = 0;
-  if (reinterpret_cast<uintptr_t>(y) % sizeof(T) == 0) {
-    head = ElementsToVectorBoundary(y, n);
-    if (head > 0) ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src, y, g, b, 0, head, st);
-  }
-  ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + head, y + head, g, b, head, n - head, st,
-                                                           next ? next + head : nullptr);
-}
-
 // Picks the instantiation for the plan's flags.
 template <typename T, typename TW>
 void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64_t c1, const RowStatistics& st,
@@ -280,9 +264,35 @@ void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) 
 inline constexpr int64_t kGroupedRowBytes = 4096;
 inline constexpr int64_t kRowGroup = 4;
 
-// The rows of one call for one combination of flags: every per-row step below
-// is compiled into this one function (the flags used to be resolved per row,
-// and the statistics and output pass were calls through the PLT).
+// The statistics of rows [first, first + count) (after the fused residual add,
+// asking for the row `group` rows on during it), written into sources[b] and
+// stats[b]. One function per data type, not per flag combination: inlined into
+// every instantiation of the row loop, the statistics (LayerNorm's above all)
+// made the sanitizer build of this file take tens of minutes. The results go
+// straight to the caller's arrays, whose fields it reads one at a time: a
+// returned struct was copied in a wide load that waited on the callee's
+// narrow stores (a store-forwarding stall that serialized rows).
+template <typename T>
+HWY_NOINLINE void GroupStatistics(const ForwardPlan& p, int64_t first, int64_t count, int64_t group, int64_t row_end,
+                                  const T** sources, RowStatistics* stats) {
+  const int64_t n = p.norm.n;
+  for (int64_t b = 0; b < count; ++b) {
+    const int64_t row = first + b;
+    const T* src = row_pointer<T>(p.x, row, p.x_stride);
+    if (p.residual) {
+      // The next group's x is asked for during the add (plan.prefetch_rows).
+      const T* next_x = p.prefetch_rows && row + group < row_end ? row_pointer<T>(p.x, row + group, p.x_stride) : nullptr;
+      T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
+      AddResidual(src, residual, n, next_x);
+      src = residual;
+    }
+    sources[b] = src;
+    stats[b] = RowStatisticsOf(p.norm, src);
+  }
+}
+
+// The rows of one call for one combination of flags (the flags used to be
+// resolved once per row).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
@@ -291,19 +301,7 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
     const int64_t count = std::min(group, row_end - first);
     const T* sources[kRowGroup];
     RowStatistics stats[kRowGroup];
-    for (int64_t b = 0; b < count; ++b) {
-      const int64_t row = first + b;
-      const T* src = row_pointer<T>(p.x, row, p.x_stride);
-      if (p.residual) {
-        // The next group's x is asked for during the add (plan.prefetch_rows).
-        const T* next_x = p.prefetch_rows && row + group < row_end ? row_pointer<T>(p.x, row + group, p.x_stride) : nullptr;
-        T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
-        AddResidual(src, residual, n, next_x);
-        src = residual;
-      }
-      sources[b] = src;
-      stats[b] = RowStatisticsOf(p.norm, src);
-    }
+    GroupStatistics<T>(p, first, count, group, row_end, sources, stats);
     for (int64_t b = 0; b < count; ++b) {
       const int64_t row = first + b;
       const T* src = sources[b];
@@ -324,12 +322,11 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
         next = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
                           : row_pointer<T>(p.x, row + group, p.x_stride);
       }
-      T* y = row_pointer<T>(p.y, row, p.y_stride);
-      if (p.stream_output) {
-        ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, 0, n, st, next);
-      } else {
-        ApplyRowCached<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, n, st, next);
-      }
+      // A call, not inlined: the output pass inlined into every flag
+      // combination of this loop made the sanitizer build of this file take
+      // tens of minutes, for a few ns per row.
+      ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st,
+                                                                  next);
     }
   }
   if (p.stream_output) hwy::FlushStream();
