@@ -104,18 +104,7 @@ DType statistics_dtype(DType data_dtype) {
   return data_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
 }
 
-size_t dtype_size(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return 4;
-    case DType::kBFloat16:
-    case DType::kFloat16:
-      return 2;
-    case DType::kFloat64:
-      return 8;
-  }
-  return 0;
-}
+size_t dtype_size(DType dtype) { return static_cast<size_t>(api::element_bytes(dtype)); }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {

@@ -82,12 +82,9 @@ void check_parameter(const char* name, const ConstVector& v, DType data_dtype) {
 }
 
 bool overlap(const Region& a, const Region& b) {
-  if (!a.begin || !b.begin || a.rows == 0 || b.rows == 0) return false;
+  if (apart(a, b)) return false;  // empty, or bounding boxes apart
   const auto* pa = static_cast<const char*>(a.begin);
   const auto* pb = static_cast<const char*>(b.begin);
-  const char* a_end = pa + (a.rows - 1) * a.stride_bytes + a.row_bytes;
-  const char* b_end = pb + (b.rows - 1) * b.stride_bytes + b.row_bytes;
-  if (a_end <= pb || b_end <= pa) return false;  // bounding boxes apart
   if (a.rows == 1 && b.rows == 1) return true;
   if (a.stride_bytes != b.stride_bytes) return true;  // interleavings with other strides: assume the worst
   // Same stride S: row j of b starts at offset d + j*S from a's start. Writing

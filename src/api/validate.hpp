@@ -52,8 +52,9 @@ class RegionList {
   size_t count_ = 0;
 };
 
-// dtype_size, inline for the checks of every call (0 for an invalid dtype,
-// which check_dtype has rejected before any region is formed).
+// The size of one element of dtype, 0 for an invalid dtype (which check_dtype
+// rejects before any region is formed). Inline for the checks of every call;
+// the public dtype_size returns it.
 inline int64_t element_bytes(DType dtype) {
   switch (dtype) {
     case DType::kBFloat16:

@@ -226,16 +226,6 @@ inline bool coefficient_in_range(Wide c, double limit) {
 // 32x256 backward.
 template <typename Wide>
 inline RowGradient finalize_gradient_in(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
-                                        bool double_arithmetic);
-
-inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
-                                     bool double_arithmetic) {
-  return double_arithmetic ? finalize_gradient_in<long double>(p, st, sums, true)
-                           : finalize_gradient_in<double>(p, st, sums, false);
-}
-
-template <typename Wide>
-inline RowGradient finalize_gradient_in(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
                                         bool double_arithmetic) {
   const FastRange range = fast_range(double_arithmetic);
   RowGradient g;
@@ -271,6 +261,12 @@ inline RowGradient finalize_gradient_in(const NormParams& p, const RowStatistics
            std::isfinite(sums.deviations) && gy_in_range && coefficient_in_range(coef, range.coef_limit) &&
            std::fabs(g.shift) <= range.coef_limit;
   return g;
+}
+
+inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& st, const GradientSums& sums,
+                                     bool double_arithmetic) {
+  return double_arithmetic ? finalize_gradient_in<long double>(p, st, sums, true)
+                           : finalize_gradient_in<double>(p, st, sums, false);
 }
 
 // Whether every nonzero |g_i| of the weight (n values of param_dtype) lies in
