@@ -132,7 +132,7 @@ HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RE
 // the normalized value to the data's dtype before the weight multiplies it.
 // The identity for float and double.
 template <typename T, class D>
-HWY_INLINE hn::VFromD<D> RoundThrough(D d, hn::VFromD<D> v) {
+HWY_INLINE hn::VFromD<D> RoundThroughInline(D d, hn::VFromD<D> v) {
   if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
     return hn::BitCast(d, hn::ShiftLeft<16>(BFloat16Bits(d, v)));
   } else if constexpr (std::is_same_v<T, hwy::float16_t>) {
@@ -144,16 +144,56 @@ HWY_INLINE hn::VFromD<D> RoundThrough(D d, hn::VFromD<D> v) {
 
 // ---------------------------------------------------------------- load/store
 
+// Loads Lanes(d) elements of a 16-bit type T, widened to d's type (float).
+template <class D, typename T>
+HWY_INLINE hn::VFromD<D> LoadWidened(D d, const T* HWY_RESTRICT p) {
+  if constexpr (std::is_same_v<T, hwy::float16_t> && kSoftwareFloat16) {
+    return PromoteFromFloat16(d, p);
+  } else {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+  }
+}
+
+// Stores v rounded to the 16-bit type T.
+template <class D, typename T>
+HWY_INLINE void StoreNarrowed(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
+    hn::StoreU(DemoteToBFloat16(d, v), hn::Rebind<T, D>(), p);
+  } else {
+    static_assert(std::is_same_v<T, hwy::float16_t>, "unsupported storage type");
+    hn::StoreU(DemoteToFloat16(d, v), hn::Rebind<T, D>(), p);
+  }
+}
+
+// On the emulated targets every vector operation is a loop over lanes, and
+// the 16-bit conversions, inlined at each of their uses in every flag
+// combination, took most of the compile time of forward.cpp and backward.cpp
+// under the sanitizers (EMU128 was 230 s of backward.cpp's 340 s of
+// optimization, float16 the most). There they are calls: the same operations
+// in the same order, so the same results. EMU128 is the fallback for CPUs
+// without SSE4, and not tuned for speed.
+inline constexpr bool kConversionsOutOfLine = HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR;
+
+template <class D, typename T>
+HWY_NOINLINE hn::VFromD<D> LoadWidenedCall(D d, const T* HWY_RESTRICT p) {
+  return LoadWidened(d, p);
+}
+
+template <class D, typename T>
+HWY_NOINLINE void StoreNarrowedCall(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
+  StoreNarrowed(d, v, p);
+}
+
 // Loads Lanes(d) elements of T and returns them in d's type (float or double).
 template <class D, typename T>
 HWY_INLINE hn::VFromD<D> LoadAs(D d, const T* HWY_RESTRICT p) {
   using A = hn::TFromD<D>;
   if constexpr (std::is_same_v<T, A>) {
     return hn::LoadU(d, p);
-  } else if constexpr (std::is_same_v<T, hwy::float16_t> && kSoftwareFloat16) {
-    return PromoteFromFloat16(d, p);
+  } else if constexpr (kConversionsOutOfLine) {
+    return LoadWidenedCall(d, p);
   } else {
-    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<T, D>(), p));
+    return LoadWidened(d, p);
   }
 }
 
@@ -162,11 +202,25 @@ HWY_INLINE void StoreAs(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
   using A = hn::TFromD<D>;
   if constexpr (std::is_same_v<T, A>) {
     hn::StoreU(v, d, p);
-  } else if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    hn::StoreU(DemoteToBFloat16(d, v), hn::Rebind<T, D>(), p);
+  } else if constexpr (kConversionsOutOfLine) {
+    StoreNarrowedCall(d, v, p);
   } else {
-    static_assert(std::is_same_v<T, hwy::float16_t>, "unsupported storage type");
-    hn::StoreU(DemoteToFloat16(d, v), hn::Rebind<T, D>(), p);
+    StoreNarrowed(d, v, p);
+  }
+}
+
+template <typename T, class D>
+HWY_NOINLINE hn::VFromD<D> RoundThroughCall(D d, hn::VFromD<D> v) {
+  return RoundThroughInline<T>(d, v);
+}
+
+// RoundThroughInline, a call on the emulated targets (kConversionsOutOfLine).
+template <typename T, class D>
+HWY_INLINE hn::VFromD<D> RoundThrough(D d, hn::VFromD<D> v) {
+  if constexpr (kConversionsOutOfLine && !std::is_same_v<T, hn::TFromD<D>>) {
+    return RoundThroughCall<T>(d, v);
+  } else {
+    return RoundThroughInline<T>(d, v);
   }
 }
 
