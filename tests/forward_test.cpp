@@ -290,5 +290,55 @@ TEST(Forward, InPlaceEqualsOutOfPlace) {
   }
 }
 
+// RMSNorm calls on the row path check the weight's range in their first row's
+// statistics pass (forward.cpp, RowStatisticsCheckingWeight) instead of a pass
+// of its own. A weight out of the fast range anywhere (a block's first
+// vector, its middle, its last element, the second block of 4096) must still
+// send the call to the exact path: here 1/r * g overflows, the rows' RMS being
+// below 1, and x * (1/r g) would give inf where the exact result is finite.
+// Every row holds the same values, and row 0's statistics come from that pass
+// while the others' come from the ordinary one: their outputs must agree to
+// the bit, in range or not.
+TEST_P(ForwardOnEveryTarget, RowsFindAWeightOutOfRangeAnywhere) {
+  const std::pair<DType, DType> cases[] = {
+      {DType::kFloat32, DType::kFloat32}, {DType::kBFloat16, DType::kFloat32}, {DType::kBFloat16, DType::kBFloat16}};
+  std::uniform_real_distribution<double> uniform(-0.5, 0.5), around_one(0.5, 1.5);
+  for (const auto& [dtype, weight_dtype] : cases) {
+    for (int64_t n : {37, 4100, 9000}) {
+      std::vector<int64_t> positions = {0, n / 2 + 1, n - 1};
+      if (n > 4096 + 5) positions.push_back(4096 + 5);
+      for (int64_t huge_at : positions) {
+        for (bool in_range : {true, false}) {
+          for (int64_t rows : {1, 3}) {
+            SCOPED_TRACE(std::string(dtype_name(dtype)) + " data, " + dtype_name(weight_dtype) + " weight, " +
+                         std::to_string(rows) + "x" + std::to_string(n) + ", weight " +
+                         (in_range ? "in range" : "3e38 at " + std::to_string(huge_at)));
+            std::vector<double> row(static_cast<size_t>(n));
+            for (double& v : row) v = uniform(rng());
+            row[static_cast<size_t>(huge_at)] = 1e-10;
+            std::vector<double> x_values;
+            for (int64_t r = 0; r < rows; ++r) x_values.insert(x_values.end(), row.begin(), row.end());
+            std::vector<double> w(static_cast<size_t>(n));
+            for (double& v : w) v = around_one(rng());
+            if (!in_range) w[static_cast<size_t>(huge_at)] = 3e38;
+            const TypedMatrix x = matrix_of(dtype, rows, n, x_values);
+            const TypedVector weight = vector_of(weight_dtype, w);
+            NormOptions o;
+            o.num_threads = 1;
+            const TypedMatrix y = forward_of(o, x, weight);
+            ASSERT_EQ(compare_rows(y, reference::forward(o, x.values(), weight.values, {}).y), "");
+            ASSERT_TRUE(std::isfinite(y.get(0, huge_at))) << y.get(0, huge_at);
+            for (int64_t r = 1; r < rows; ++r) {
+              for (int64_t c = 0; c < n; ++c) {
+                ASSERT_EQ(y.get(r, c), y.get(0, c)) << "row " << r << " column " << c;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rmsnorm::testing

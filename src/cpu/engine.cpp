@@ -258,8 +258,10 @@ int threads_for(int requested, int64_t rows, int64_t n) {
 
 namespace {
 
+// rows_check_weight (forward): the call runs on the row path, whose loop can
+// check the weight in its first row's statistics pass (ForwardPlan).
 template <class Plan, class Call>
-Plan plan_for(const Call& call, const void* bias) {
+Plan plan_for(const Call& call, const void* bias, bool rows_check_weight = false) {
   Plan plan;
   static_cast<Call&>(plan) = call;
   const int64_t rows = call.rows, n = call.norm.n;
@@ -278,7 +280,13 @@ Plan plan_for(const Call& call, const void* bias) {
   plan.weight = parameters.weight;
   plan.param_dtype = parameters.dtype;
   if constexpr (std::is_same_v<Plan, ForwardPlan>) plan.bias = parameters.bias;
-  if (plan.weight) {
+  bool checked_by_rows = false;
+  if constexpr (std::is_same_v<Plan, ForwardPlan>) {
+    checked_by_rows = rows_check_weight && plan.weight && !call.norm.centered && call.norm.k == n &&
+                      plan.dtype != DType::kFloat64;
+    plan.weight_checked_by_rows = checked_by_rows;
+  }
+  if (plan.weight && !checked_by_rows) {
     plan.weight_in_range = weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
   }
   if constexpr (std::is_same_v<Plan, ForwardPlan>) {
@@ -302,7 +310,9 @@ constexpr size_t kSkew = 320;
 
 }  // namespace
 
-ForwardPlan forward_plan_for(const calls::ForwardCall& call) { return plan_for<ForwardPlan>(call, call.bias); }
+ForwardPlan forward_plan_for(const calls::ForwardCall& call, bool rows_check_weight) {
+  return plan_for<ForwardPlan>(call, call.bias, rows_check_weight);
+}
 BackwardPlan backward_plan_for(const calls::BackwardCall& call) { return plan_for<BackwardPlan>(call, nullptr); }
 
 Accumulators::Accumulators(int64_t n, bool double_arithmetic, int count, const Vector& dweight, const Vector& dbias,
@@ -385,8 +395,9 @@ void Accumulators::write(const Vector& dweight, const Vector& dbias) const {
 void run_forward(const calls::ForwardCall& call, int threads) {
   const int64_t rows = call.rows, n = call.norm.n;
   if (rows == 0) return;
-  const ForwardPlan plan = forward_plan_for(call);
-  if (!split_rows(rows, n, threads)) {
+  const bool split = split_rows(rows, n, threads);
+  const ForwardPlan plan = forward_plan_for(call, /*rows_check_weight=*/!split);
+  if (!split) {
     if (threads == 1) return forward_rows(plan, 0, rows);
 #pragma omp parallel num_threads(threads)
     {

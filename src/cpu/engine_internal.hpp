@@ -25,7 +25,9 @@ inline double ordered_sum(const double* values, int64_t count) {
 // forward and backward: streaming (the output against the last-level cache),
 // the SIMD target of every kernel of the call, the weight offset folded into
 // the parameters, and whether the (folded) weight lies in the fast range.
-ForwardPlan forward_plan_for(const calls::ForwardCall& call);
+// rows_check_weight: only for calls that run on the row path (forward_rows),
+// which may then check the weight itself (ForwardPlan::weight_checked_by_rows).
+ForwardPlan forward_plan_for(const calls::ForwardCall& call, bool rows_check_weight = false);
 BackwardPlan backward_plan_for(const calls::BackwardCall& call);
 
 // The dweight/dbias scratch of one backward call: `count` accumulators of n

@@ -264,6 +264,79 @@ void SaveStatistics(const ForwardPlan& p, int64_t row, const RowStatistics& st) 
 inline constexpr int64_t kGroupedRowBytes = 4096;
 inline constexpr int64_t kRowGroup = 4;
 
+// The largest |g| and the smallest nonzero |g| of the vectors given to it, for
+// the weight check: whether every |g| is at most `limit` and every nonzero |g|
+// at least 1 / limit. Kept in integers (for non-negative floats the order of
+// the bit patterns is the order of the values): per vector an And, a Max and a
+// Sub/Min. Zeros are harmless and pass (bits - 1 wraps them to the largest
+// pattern). NaN's patterns lie above infinity's, so a NaN weight fails the
+// check and the call takes the exact slow path, where NaN propagates as IEEE
+// says.
+template <typename A>
+class MagnitudeRange {
+  using D = hn::ScalableTag<A>;
+  using DU = hn::RebindToUnsigned<D>;
+  using U = hn::TFromD<DU>;
+  using VU = hn::VFromD<DU>;
+
+ public:
+  // Written out: gcc gave the implicit constructor no target attributes.
+  HWY_INLINE MagnitudeRange() : largest_(hn::Zero(DU())), smallest_(hn::Set(DU(), ~U{0})) {}
+
+  HWY_INLINE void Add(hn::VFromD<D> v) {
+    const DU du;
+    const auto bits = hn::And(hn::BitCast(du, v), hn::Set(du, static_cast<U>(~U{0} >> 1)));
+    largest_ = hn::Max(largest_, bits);
+    smallest_ = hn::Min(smallest_, hn::Sub(bits, hn::Set(du, U{1})));
+  }
+  HWY_INLINE void Merge(const MagnitudeRange& other) {
+    largest_ = hn::Max(largest_, other.largest_);
+    smallest_ = hn::Min(smallest_, other.smallest_);
+  }
+  bool Within(A limit) const {
+    const DU du;
+    const U max_bits = hn::GetLane(hn::MaxOfLanes(du, largest_));
+    const U min_bits_minus_one = hn::GetLane(hn::MinOfLanes(du, smallest_));
+    const bool all_zero = min_bits_minus_one == ~U{0};
+    return max_bits <= BitsOf(limit) && (all_zero || min_bits_minus_one + 1 >= BitsOf(1 / limit));
+  }
+
+ private:
+  static U BitsOf(A value) {
+    U bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    return bits;
+  }
+  VU largest_;
+  VU smallest_;  // of bits - 1
+};
+
+// The limit WeightInRangeT checks against, in the arithmetic type A of the
+// check (double for float64 weights, else float).
+template <typename A>
+A WeightLimit(DType param_dtype, bool double_arithmetic) {
+  // Every finite float is within double's limit, but not float's infinity:
+  // float64 LayerNorm gave x * (1/r * inf) - lo * inf = NaN where IEEE gives
+  // +-inf (fuzzer). Below 1/FLT_MAX, rare, slow and exact.
+  if (param_dtype == DType::kFloat32 && double_arithmetic) return std::numeric_limits<float>::max();
+  // float16's finite range, 2^-24 .. 65504, is within the limit, but not its
+  // infinity: x * (1/r * inf) - lo * inf gave NaN where IEEE gives +-inf.
+  return static_cast<A>(fast_range(double_arithmetic).scale_limit);
+}
+
+// The row to normalize: x, or in the fused form the residual after
+// residual += x, during which the x `group` rows on is asked for
+// (plan.prefetch_rows).
+template <typename T>
+HWY_INLINE const T* SourceRow(const ForwardPlan& p, int64_t row, int64_t group, int64_t row_end) {
+  const T* x = row_pointer<T>(p.x, row, p.x_stride);
+  if (!p.residual) return x;
+  const T* next_x = p.prefetch_rows && row + group < row_end ? row_pointer<T>(p.x, row + group, p.x_stride) : nullptr;
+  T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
+  AddResidual(x, residual, p.norm.n, next_x);
+  return residual;
+}
+
 // The statistics of rows [first, first + count) (after the fused residual add,
 // asking for the row `group` rows on during it), written into sources[b] and
 // stats[b]. One function per data type, not per flag combination: inlined into
@@ -275,58 +348,118 @@ inline constexpr int64_t kRowGroup = 4;
 template <typename T>
 HWY_NOINLINE void GroupStatistics(const ForwardPlan& p, int64_t first, int64_t count, int64_t group, int64_t row_end,
                                   const T** sources, RowStatistics* stats) {
-  const int64_t n = p.norm.n;
   for (int64_t b = 0; b < count; ++b) {
-    const int64_t row = first + b;
-    const T* src = row_pointer<T>(p.x, row, p.x_stride);
-    if (p.residual) {
-      // The next group's x is asked for during the add (plan.prefetch_rows).
-      const T* next_x = p.prefetch_rows && row + group < row_end ? row_pointer<T>(p.x, row + group, p.x_stride) : nullptr;
-      T* residual = row_pointer<T>(p.residual, row, p.residual_stride);
-      AddResidual(src, residual, n, next_x);
-      src = residual;
-    }
-    sources[b] = src;
-    stats[b] = RowStatisticsOf(p.norm, src);
+    sources[b] = SourceRow<T>(p, first + b, group, row_end);
+    stats[b] = RowStatisticsOf(p.norm, sources[b]);
   }
+}
+
+// Tells two MagnitudeRanges of the weight's elements that a sum's loop reads
+// of its row (BlockSum's `also`). Two, alternating in the unrolled loop: one
+// chain of four Max and four Min per iteration made the fused pass slower on
+// AVX-512 than the two passes it replaced.
+template <typename TW>
+struct WeightRangeVisitor {
+  const TW* HWY_RESTRICT g;
+  MagnitudeRange<float>& range;
+  MagnitudeRange<float>& other;
+  HWY_INLINE void Vector(int64_t i) { range.Add(LoadAs(hn::ScalableTag<float>(), g + i)); }
+  HWY_INLINE void FourVectors(int64_t i) {
+    const hn::ScalableTag<float> d;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+    range.Add(LoadAs(d, g + i));
+    other.Add(LoadAs(d, g + i + N));
+    range.Add(LoadAs(d, g + i + 2 * N));
+    other.Add(LoadAs(d, g + i + 3 * N));
+  }
+  HWY_INLINE void Tail(int64_t i, size_t remaining) { range.Add(LoadTail(hn::ScalableTag<float>(), g + i, remaining)); }
+};
+
+// GroupStatistics for one row of RMSNorm over the whole row (k = n, float
+// arithmetic), with the weight check (WeightInRangeT) in the same pass, and
+// its answer returned: a one-row call used to read the weight in a pass of its
+// own before it, a fifth of a 1x4096 call. The row's sum of squares is
+// RowStatisticsOf's, the same terms in the same order, so the statistics are
+// the same bit for bit.
+template <typename T, typename TW>
+HWY_NOINLINE bool RowStatisticsCheckingWeight(const ForwardPlan& p, int64_t row, int64_t group, int64_t row_end,
+                                              const T** source, RowStatistics* stats) {
+  static_assert(std::is_same_v<Arith<T>, float>, "float arithmetic only");
+  const T* src = SourceRow<T>(p, row, group, row_end);
+  MagnitudeRange<float> range, other;
+  const double sum = RowSum<SumOf::kSquares>(src, 0, p.norm.k, p.norm.n,
+                                             WeightRangeVisitor<TW>{static_cast<const TW*>(p.weight), range, other});
+  range.Merge(other);
+  *source = src;
+  *stats = finalize_statistics(p.norm, RowMean{}, sum, /*double_arithmetic=*/false);
+  return range.Within(WeightLimit<float>(p.param_dtype, /*double_arithmetic=*/false));
 }
 
 // The rows of one call for one combination of flags (the flags used to be
 // resolved once per row).
+// One row's output from its statistics: on the fast path, or on the exact
+// slow path when the statistics or the weight (weight_in_range) say so.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+HWY_INLINE void WriteRow(const ForwardPlan& p, int64_t row, const T* src, const RowStatistics& st, bool weight_in_range,
+                         int64_t group, int64_t row_end) {
+  const int64_t n = p.norm.n;
+  if (!st.fast || !weight_in_range) {
+    slow_forward_row(p, row, src, 0, n);
+    return;
+  }
+  if (ApplyNeedsWidePath<T, TW>(p, src, 0, n, st)) {
+    slow_forward_apply(p, row, src, 0, n, WideFromFast(st));
+    return;
+  }
+  SaveStatistics<T>(p, row, st);
+  // The next group's input (its residual in the fused form, else x) is
+  // asked for during this row's output pass (plan.prefetch_rows).
+  const T* next = nullptr;
+  if (p.prefetch_rows && row + group < row_end) {
+    next = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
+                      : row_pointer<T>(p.x, row + group, p.x_stride);
+  }
+  // A call, not inlined: the output pass inlined into every flag
+  // combination of this loop made the sanitizer build of this file take
+  // tens of minutes, for a few ns per row.
+  ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st,
+                                                              next);
+}
+
+// The first row of a call whose plan left the weight check to the rows
+// (weight_checked_by_rows); returns whether the weight is in range. Apart
+// from the loop below, whose code it would otherwise share (the loop was 5%
+// slower on 32x256 pRMSNorm calls, which never come here).
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+HWY_NOINLINE bool WriteFirstRowCheckingWeight(const ForwardPlan& p, int64_t row, int64_t group, int64_t row_end) {
+  const T* src;
+  RowStatistics st;
+  const bool weight_in_range = RowStatisticsCheckingWeight<T, TW>(p, row, group, row_end, &src, &st);
+  WriteRow<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, row, src, st, weight_in_range, group, row_end);
+  return weight_in_range;
+}
+
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;
   const int64_t group = n * static_cast<int64_t>(sizeof(T)) <= kGroupedRowBytes ? kRowGroup : 1;
-  for (int64_t first = row_begin; first < row_end; first += group) {
+  bool weight_in_range = p.weight_in_range;
+  int64_t first = row_begin;
+  if constexpr (kWeight && !kCentered && std::is_same_v<Arith<T>, float>) {
+    if (p.weight_checked_by_rows && first < row_end) {
+      weight_in_range =
+          WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
+      ++first;
+    }
+  }
+  for (; first < row_end; first += group) {
     const int64_t count = std::min(group, row_end - first);
     const T* sources[kRowGroup];
     RowStatistics stats[kRowGroup];
     GroupStatistics<T>(p, first, count, group, row_end, sources, stats);
     for (int64_t b = 0; b < count; ++b) {
-      const int64_t row = first + b;
-      const T* src = sources[b];
-      const RowStatistics& st = stats[b];
-      if (!st.fast || !p.weight_in_range) {
-        slow_forward_row(p, row, src, 0, n);
-        continue;
-      }
-      if (ApplyNeedsWidePath<T, TW>(p, src, 0, n, st)) {
-        slow_forward_apply(p, row, src, 0, n, WideFromFast(st));
-        continue;
-      }
-      SaveStatistics<T>(p, row, st);
-      // The next group's input (its residual in the fused form, else x) is
-      // asked for during this row's output pass (plan.prefetch_rows).
-      const T* next = nullptr;
-      if (p.prefetch_rows && row + group < row_end) {
-        next = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
-                          : row_pointer<T>(p.x, row + group, p.x_stride);
-      }
-      // A call, not inlined: the output pass inlined into every flag
-      // combination of this loop made the sanitizer build of this file take
-      // tens of minutes, for a few ns per row.
-      ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st,
-                                                                  next);
+      WriteRow<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first + b, sources[b], stats[b], weight_in_range, group,
+                                                              row_end);
     }
   }
   if (p.stream_output) hwy::FlushStream();
@@ -438,63 +571,33 @@ void ConvertFromFloatImpl(DType dtype, const float* in, void* out, int64_t count
   if (dtype == DType::kFloat32) convert(static_cast<float*>(out));
 }
 
-// Whether every |g| is at most `limit` and every nonzero |g| at least 1 /
-// limit. A one-row call reads g once more for this, so it is done in integers
-// (for non-negative floats the order of the bit patterns is the order of the
-// values): per vector an And, a Max and a Sub/Min, in two independent chains.
-// Zeros are harmless and pass (bits - 1 wraps them to the largest pattern).
-// NaN's patterns lie above infinity's, so a NaN weight fails the check and
-// the call takes the exact slow path, where NaN propagates as IEEE says.
+// The whole weight in one pass of its own (two independent chains).
 template <typename TW, typename A>
 bool WeightInRangeT(const TW* HWY_RESTRICT g, int64_t n, A limit) {
   const hn::ScalableTag<A> d;
-  const hn::RebindToUnsigned<decltype(d)> du;
-  using U = hn::TFromD<decltype(du)>;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const auto magnitude = hn::Set(du, static_cast<U>(~U{0} >> 1));
-  const auto one = hn::Set(du, U{1});
-  auto largest0 = hn::Zero(du), largest1 = hn::Zero(du);
-  auto smallest0 = hn::Set(du, ~U{0}), smallest1 = smallest0;  // of bits - 1
-  auto visit = [&](hn::VFromD<decltype(d)> v, auto& largest, auto& smallest) {
-    const auto bits = hn::And(hn::BitCast(du, v), magnitude);
-    largest = hn::Max(largest, bits);
-    smallest = hn::Min(smallest, hn::Sub(bits, one));
-  };
+  MagnitudeRange<A> range0, range1;
   int64_t i = 0;
   for (; i + 2 * N <= n; i += 2 * N) {
-    visit(LoadAs(d, g + i), largest0, smallest0);
-    visit(LoadAs(d, g + i + N), largest1, smallest1);
+    range0.Add(LoadAs(d, g + i));
+    range1.Add(LoadAs(d, g + i + N));
   }
-  for (; i + N <= n; i += N) visit(LoadAs(d, g + i), largest0, smallest0);
-  if (i < n) visit(LoadTail(d, g + i, static_cast<size_t>(n - i)), largest1, smallest1);  // zero-padded
-  const U max_bits = hn::GetLane(hn::MaxOfLanes(du, hn::Max(largest0, largest1)));
-  const U min_bits_minus_one = hn::GetLane(hn::MinOfLanes(du, hn::Min(smallest0, smallest1)));
-  auto bits_of = [](A value) {
-    U bits;
-    std::memcpy(&bits, &value, sizeof(bits));
-    return bits;
-  };
-  const bool all_zero = min_bits_minus_one == ~U{0};
-  return max_bits <= bits_of(limit) && (all_zero || min_bits_minus_one + 1 >= bits_of(1 / limit));
+  for (; i + N <= n; i += N) range0.Add(LoadAs(d, g + i));
+  if (i < n) range1.Add(LoadTail(d, g + i, static_cast<size_t>(n - i)));  // zero-padded
+  range0.Merge(range1);
+  return range0.Within(limit);
 }
 
 bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_arithmetic) {
-  const double limit = fast_range(double_arithmetic).scale_limit;
   switch (param_dtype) {
     case DType::kFloat32:
-      // Every finite float is within double's limit, but not float's
-      // infinity: float64 LayerNorm gave x * (1/r * inf) - lo * inf = NaN
-      // where IEEE gives +-inf (fuzzer). Below 1/FLT_MAX, rare, slow and exact.
-      if (double_arithmetic) return WeightInRangeT(static_cast<const float*>(g), n, std::numeric_limits<float>::max());
-      return WeightInRangeT(static_cast<const float*>(g), n, static_cast<float>(limit));
+      return WeightInRangeT(static_cast<const float*>(g), n, WeightLimit<float>(param_dtype, double_arithmetic));
     case DType::kBFloat16:
-      return WeightInRangeT(static_cast<const hwy::bfloat16_t*>(g), n, static_cast<float>(limit));
+      return WeightInRangeT(static_cast<const hwy::bfloat16_t*>(g), n, WeightLimit<float>(param_dtype, double_arithmetic));
     case DType::kFloat16:
-      // Its finite range, 2^-24 .. 65504, is within the limit, but not its
-      // infinity: x * (1/r * inf) - lo * inf gave NaN where IEEE gives +-inf.
-      return WeightInRangeT(static_cast<const hwy::float16_t*>(g), n, static_cast<float>(limit));
+      return WeightInRangeT(static_cast<const hwy::float16_t*>(g), n, WeightLimit<float>(param_dtype, double_arithmetic));
     case DType::kFloat64:
-      return WeightInRangeT(static_cast<const double*>(g), n, limit);
+      return WeightInRangeT(static_cast<const double*>(g), n, WeightLimit<double>(param_dtype, double_arithmetic));
   }
   return false;
 }

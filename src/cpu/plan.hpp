@@ -41,6 +41,10 @@ struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   // Every nonzero |weight| lies within FastRange's scale_limit, so inv_r * g
   // stays a normal number. Otherwise every row takes the wide slow path.
   bool weight_in_range = true;
+  // weight_in_range is not known yet: the row loop checks the weight in the
+  // same pass as its first row's sum of squares (RMSNorm with k = n and float
+  // arithmetic, on the row path; forward.cpp, RowStatisticsCheckingWeight).
+  bool weight_checked_by_rows = false;
   size_t simd_index = 0;  // every kernel of the call runs this target (dispatch.hpp)
 };
 

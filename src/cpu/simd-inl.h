@@ -288,8 +288,19 @@ HWY_INLINE V AddTerm(V acc, V v) {
 // boundary, and at n = 128, k = 8 that copy made its statistic dearer than
 // RMSNorm's whole row. The sum is the same either way. skip: lanes of the
 // first vector to leave out (the sum is over x[skip, count)), skip < lanes.
-template <SumOf kWhat, typename T>
-HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, int64_t readable = -1, int64_t skip = 0) {
+// also: told of every vector the loop reads (its first element's index; four
+// at once in the unrolled loop, whose four accumulators it may mirror; the
+// lanes of a tail), to look at another array's same elements in the same pass
+// (the forward's weight check, WeightRangeVisitor in forward.cpp).
+struct VisitNothing {
+  HWY_INLINE void Vector(int64_t /* i */) {}
+  HWY_INLINE void FourVectors(int64_t /* i */) {}
+  HWY_INLINE void Tail(int64_t /* i */, size_t /* remaining */) {}
+};
+
+template <SumOf kWhat, typename T, class Also = VisitNothing>
+HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, int64_t readable = -1, int64_t skip = 0,
+                           Also&& also = Also()) {
   using A = Arith<T>;
   const hn::ScalableTag<A> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -298,6 +309,7 @@ HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, int64_t reada
   if (skip > 0 && count >= N) {
     const auto term = AddTerm<kWhat>(hn::Zero(d), LoadAs(d, x));
     s2 = hn::IfThenZeroElse(hn::FirstN(d, static_cast<size_t>(skip)), term);
+    also.Vector(0);
     i = N;
   }
   for (; i + 4 * N <= count; i += 4 * N) {
@@ -305,10 +317,15 @@ HWY_INLINE double BlockSum(const T* HWY_RESTRICT x, int64_t count, int64_t reada
     s1 = AddTerm<kWhat>(s1, LoadAs(d, x + i + N));
     s2 = AddTerm<kWhat>(s2, LoadAs(d, x + i + 2 * N));
     s3 = AddTerm<kWhat>(s3, LoadAs(d, x + i + 3 * N));
+    also.FourVectors(i);
   }
-  for (; i + N <= count; i += N) s0 = AddTerm<kWhat>(s0, LoadAs(d, x + i));
+  for (; i + N <= count; i += N) {
+    s0 = AddTerm<kWhat>(s0, LoadAs(d, x + i));
+    also.Vector(i);
+  }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
+    also.Tail(i, remaining);
     const bool whole_vector = i + N <= std::max(readable, count);
     const auto term = AddTerm<kWhat>(hn::Zero(d), whole_vector ? LoadAs(d, x + i) : LoadTail(d, x + i, remaining));
     auto kept = hn::FirstN(d, remaining);
@@ -399,12 +416,21 @@ HWY_INLINE CenteredSums BlockShiftedSums(const T* HWY_RESTRICT x, int64_t count,
 // The sum over [begin, end) in blocks of kBlockElements aligned to the row start,
 // added in order: the same value however the blocks are shared among threads.
 // readable_end: the row's elements that may be read to finish a tail (BlockSum).
-template <SumOf kWhat, typename T>
-HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, int64_t readable_end = -1) {
+// also: as BlockSum's, told of element indices from the row's start.
+template <SumOf kWhat, typename T, class Also = VisitNothing>
+HWY_INLINE double RowSum(const T* HWY_RESTRICT row, int64_t begin, int64_t end, int64_t readable_end = -1,
+                         Also&& also = Also()) {
   double total = 0.0;
   for (int64_t b = begin; b < end; b += kBlockElements) {
     const int64_t count = std::min(end, b + kBlockElements) - b;
-    total += BlockSum<kWhat>(row + b, count, std::max(readable_end, end) - b);
+    struct FromRowStart {
+      Also& also;
+      int64_t b;
+      HWY_INLINE void Vector(int64_t i) { also.Vector(b + i); }
+      HWY_INLINE void FourVectors(int64_t i) { also.FourVectors(b + i); }
+      HWY_INLINE void Tail(int64_t i, size_t remaining) { also.Tail(b + i, remaining); }
+    };
+    total += BlockSum<kWhat>(row + b, count, std::max(readable_end, end) - b, 0, FromRowStart{also, b});
   }
   return total;
 }
