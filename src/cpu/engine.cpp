@@ -285,6 +285,9 @@ Plan plan_for(const Call& call, const void* bias, bool rows_check_weight = false
     checked_by_rows = rows_check_weight && plan.weight && !call.norm.centered && call.norm.k == n &&
                       plan.dtype != DType::kFloat64;
     plan.weight_checked_by_rows = checked_by_rows;
+    // Until the row loop's check says otherwise: a loop that did not make it
+    // would send every row to the exact slow path, not skip the check.
+    if (checked_by_rows) plan.weight_in_range = false;
   }
   if (plan.weight && !checked_by_rows) {
     plan.weight_in_range = weight_in_range(plan.simd_index, plan.weight, plan.param_dtype, n, plan.dtype == DType::kFloat64);
