@@ -378,7 +378,7 @@ struct WeightRangeVisitor {
 // GroupStatistics for one row of RMSNorm over the whole row (k = n, float
 // arithmetic), with the weight check (WeightInRangeT) in the same pass, and
 // its answer returned: a one-row call used to read the weight in a pass of its
-// own before it, a fifth of a 1x4096 call. The row's sum of squares is
+// own before it (16% of a 1x4096 call's samples). The row's sum of squares is
 // RowStatisticsOf's, the same terms in the same order, so the statistics are
 // the same bit for bit.
 template <typename T, typename TW>
@@ -395,8 +395,6 @@ HWY_NOINLINE bool RowStatisticsCheckingWeight(const ForwardPlan& p, int64_t row,
   return range.Within(WeightLimit<float>(p.param_dtype, /*double_arithmetic=*/false));
 }
 
-// The rows of one call for one combination of flags (the flags used to be
-// resolved once per row).
 // One row's output from its statistics: on the fast path, or on the exact
 // slow path when the statistics or the weight (weight_in_range) say so.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
@@ -439,6 +437,8 @@ HWY_NOINLINE bool WriteFirstRowCheckingWeight(const ForwardPlan& p, int64_t row,
   return weight_in_range;
 }
 
+// The rows of one call for one combination of flags (the flags used to be
+// resolved once per row).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end) {
   const int64_t n = p.norm.n;

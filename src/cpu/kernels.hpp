@@ -270,8 +270,9 @@ inline RowGradient finalize_gradient(const NormParams& p, const RowStatistics& s
 }
 
 // Whether every nonzero |g_i| of the weight (n values of param_dtype) lies in
-// fast_range(double_arithmetic).scale_limit; NaN counts as in range (it
-// propagates the same on either path). One vector pass, once per call.
+// fast_range(double_arithmetic).scale_limit; NaN and infinity fail (the exact
+// slow path propagates them as IEEE says). One vector pass, once per call,
+// unless the forward row loop makes the check itself (weight_checked_by_rows).
 bool weight_in_range(size_t simd_index, const void* weight, DType param_dtype, int64_t n, bool double_arithmetic);
 // Whether n values of dtype are all finite (NaN included) and none subnormal.
 bool parameters_finite(size_t simd_index, const void* values, DType dtype, int64_t n);
