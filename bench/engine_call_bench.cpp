@@ -10,9 +10,12 @@
 //           pbwd (pRMSNorm backward, p = 6.25%)
 //   Prints "WHAT ROWSxN: <ns per call>".
 //   Buffers are 64-byte aligned; OFFSET=<bytes> in the environment shifts them all.
+//   DTYPE=bf16 in the environment: bfloat16 data and parameters (statistics
+//   stay float32); the copy then moves the bfloat16 bytes.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -53,6 +56,25 @@ int main(int argc, char** argv) {
     w.data[i] = 1.0f + static_cast<float>(i) * 1e-3f;
     b.data[i] = 0.0f;
   }
+  const char* dtype_env = std::getenv("DTYPE");
+  const bool bf16 = dtype_env && std::string(dtype_env) == "bf16";
+  if (dtype_env && !bf16 && std::string(dtype_env) != "f32") {
+    std::fprintf(stderr, "engine_call_bench: DTYPE must be f32 or bf16, got \"%s\"\n", dtype_env);
+    return 2;
+  }
+  const rmsnorm::DType dt = bf16 ? rmsnorm::DType::kBFloat16 : rmsnorm::DType::kFloat32;
+  const size_t element_bytes = rmsnorm::dtype_size(dt);
+  if (bf16) {  // in place: element i's two bytes land below float i's four
+    for (Buffer* buffer : {&x, &dy, &w, &b}) {
+      auto* bits = reinterpret_cast<uint16_t*>(buffer->data);
+      const size_t elements = buffer == &w || buffer == &b ? static_cast<size_t>(n) : count;
+      for (size_t i = 0; i < elements; ++i) {
+        uint32_t f;
+        std::memcpy(&f, &buffer->data[i], sizeof(f));
+        bits[i] = static_cast<uint16_t>(f >> 16);  // these values are exact in bfloat16 or nearly so
+      }
+    }
+  }
   rmsnorm::NormOptions o;
   o.num_threads = argc > 5 ? std::atoi(argv[5]) : 1;
   if (what == "prms" || what == "pbwd") o.p = 0.0625;
@@ -62,10 +84,10 @@ int main(int argc, char** argv) {
     rmsnorm::ForwardArgs a;
     a.rows = rows;
     a.n = n;
-    a.x = {x.data, rmsnorm::DType::kFloat32, n};
-    a.y = {y.data, rmsnorm::DType::kFloat32, n};
-    a.weight = {w.data, rmsnorm::DType::kFloat32};
-    if (o.kind == rmsnorm::NormKind::kLayerNorm) a.bias = {b.data, rmsnorm::DType::kFloat32};
+    a.x = {x.data, dt, n};
+    a.y = {y.data, dt, n};
+    a.weight = {w.data, dt};
+    if (o.kind == rmsnorm::NormKind::kLayerNorm) a.bias = {b.data, dt};
     a.saved = {inv.data, mean.data};
     rmsnorm::forward(o, a);
   };
@@ -73,12 +95,12 @@ int main(int argc, char** argv) {
     rmsnorm::BackwardArgs a;
     a.rows = rows;
     a.n = n;
-    a.x = {x.data, rmsnorm::DType::kFloat32, n};
-    a.dy = {dy.data, rmsnorm::DType::kFloat32, n};
-    a.weight = {w.data, rmsnorm::DType::kFloat32};
+    a.x = {x.data, dt, n};
+    a.dy = {dy.data, dt, n};
+    a.weight = {w.data, dt};
     a.saved = {inv.data, nullptr};
-    a.dx = {dx.data, rmsnorm::DType::kFloat32, n};
-    if (with_dweight) a.dweight = {dw.data, rmsnorm::DType::kFloat32};
+    a.dx = {dx.data, dt, n};
+    if (with_dweight) a.dweight = {dw.data, dt};
     rmsnorm::backward(o, a);
   };
   // The choice is made once: comparing `what` in every call cost ~25 ns, a
@@ -86,7 +108,7 @@ int main(int argc, char** argv) {
   std::function<void()> once;
   if (what == "copy") {
     once = [&] {
-      std::memcpy(y.data, x.data, count * sizeof(float));
+      std::memcpy(y.data, x.data, count * element_bytes);
       asm volatile("" ::: "memory");
     };
   } else if (what == "bwd" || what == "bwdw" || what == "pbwd") {

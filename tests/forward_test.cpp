@@ -3,7 +3,9 @@
 // with and without weight and bias, awkward n and rows, strides > n, on every
 // SIMD target.
 #include <cmath>
+#include <limits>
 
+#include "rmsnorm/scalar_types.hpp"
 #include "tests/test_support.hpp"
 
 namespace rmsnorm::testing {
@@ -299,6 +301,85 @@ TEST(Forward, InPlaceEqualsOutOfPlace) {
 // Every row holds the same values, and row 0's statistics come from that pass
 // while the others' come from the ordinary one: their outputs must agree to
 // the bit, in range or not.
+// A bfloat16 output is the float32 arithmetic's result rounded once to
+// nearest even (SPEC section 4): the same call on the same values as float32
+// data must give, rounded by the scalar float_to_bfloat16, the same bits. This
+// covers the output stores: two vectors at a time, and without the NaN check
+// where no output can be NaN (no bias, k = n), the single vectors and the
+// tail, with rows whose outputs are subnormal (rounded, not flushed) and
+// weights from 2^-40 to 2^40 (the fast path's range).
+TEST_P(ForwardOnEveryTarget, BFloat16OutputIsTheFloat32OutputRoundedOnce) {
+  struct Case {
+    const char* name;
+    NormOptions options;
+    bool weight, bias;
+  };
+  const Case cases[] = {{"RMSNorm + weight", rms(), true, false},     {"RMSNorm", rms(), false, false},
+                        {"RMSNorm + weight + bias", rms(), true, true}, {"pRMSNorm p=0.5 + weight", rms(0.5), true, false},
+                        {"LayerNorm + weight", layer_norm(), true, false}, {"LayerNorm + weight + bias", layer_norm(), true, true}};
+  std::uniform_real_distribution<double> uniform(-2.0, 2.0), one_to_two(1.0, 2.0), exponent(-39.0, 38.0);
+  for (const Case& c : cases) {
+    for (int64_t n : {1, 7, 33, 64, 100, 257, 512, 1000, 4100, 4112}) {
+      const int64_t rows = 5;
+      SCOPED_TRACE(std::string(c.name) + " " + std::to_string(rows) + "x" + std::to_string(n));
+      std::vector<double> x_values(static_cast<size_t>(rows * n)), w(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+      for (double& v : x_values) v = uniform(rng());
+      // Row 1: one element 2^100 times the others, whose outputs then reach
+      // float's subnormals where a small weight multiplies them.
+      for (int64_t i = 0; i < n; ++i) x_values[static_cast<size_t>(n + i)] *= std::ldexp(1.0, -100);
+      x_values[static_cast<size_t>(n)] = 3.0;
+      // |weight| within [2^-39, 2^39]: a call with one outside 2^-40 .. 2^40
+      // takes the exact slow path, rounded once from its wide result, where
+      // the float32 call's rounding then rounds a second time.
+      for (double& v : w) v = std::copysign(std::ldexp(one_to_two(rng()), static_cast<int>(exponent(rng()))), uniform(rng()));
+      for (double& v : b) v = uniform(rng());
+      // Row 2, when n is a multiple of 16: nine of every sixteen elements
+      // +-3, the others +-5, so that with eps = 0 the RMS is exactly 4 and
+      // y = x g / 4 holds up to 11 significant bits: bfloat16 ties (to even),
+      // which random rows rarely give.
+      const bool ties_row = n % 16 == 0;
+      if (ties_row) {
+        for (int64_t i = 0; i < n; ++i) x_values[static_cast<size_t>(2 * n + i)] = (i % 16 < 9 ? 3.0 : 5.0) * (i % 3 ? 1 : -1);
+      }
+      NormOptions o = c.options;
+      o.num_threads = 1;
+      o.eps = 0.0;
+      TypedMatrix y[2];
+      const DType dtypes[2] = {DType::kBFloat16, DType::kFloat32};
+      for (int k = 0; k < 2; ++k) {
+        const TypedMatrix x = matrix_of(DType::kBFloat16, rows, n, x_values);  // the values bfloat16 holds
+        const TypedMatrix typed_x = matrix_of(dtypes[k], rows, n, x.values().values);
+        const TypedVector weight = vector_of(DType::kBFloat16, w), bias = vector_of(DType::kBFloat16, b);
+        const TypedVector typed_weight = vector_of(dtypes[k], weight.values), typed_bias = vector_of(dtypes[k], bias.values);
+        y[k] = make_matrix(dtypes[k], rows, n, n);
+        ForwardArgs a;
+        a.rows = rows;
+        a.n = n;
+        a.x = {typed_x.data(), dtypes[k], n};
+        a.y = {y[k].data(), dtypes[k], n};
+        if (c.weight) a.weight = {typed_weight.data(), dtypes[k]};
+        if (c.bias) a.bias = {typed_bias.data(), dtypes[k]};
+        forward(o, a);
+      }
+      const auto* bits = static_cast<const uint16_t*>(y[0].data());
+      const auto* wide = static_cast<const float*>(y[1].data());
+      bool subnormal_seen = false;
+      int64_t ties = 0;
+      for (int64_t i = 0; i < rows * n; ++i) {
+        ASSERT_EQ(bits[i], float_to_bfloat16(wide[i])) << "element " << i << ": float32 gives " << wide[i];
+        subnormal_seen |= wide[i] != 0 && std::fabs(wide[i]) < std::numeric_limits<float>::min();
+        ties += (float_bits(wide[i]) & 0xFFFFu) == 0x8000u;
+      }
+      if (ties_row && c.weight && !c.bias && c.options.kind == NormKind::kRMSNorm && c.options.p == 1.0) {
+        EXPECT_GT(ties, n / 16) << "too few bfloat16 ties to test rounding to even";
+      }
+      // (LayerNorm's centering and a bias move row 1's outputs away from 0.)
+      const bool expect_subnormals = n >= 1000 && c.weight && !c.bias && c.options.kind == NormKind::kRMSNorm;
+      if (expect_subnormals) EXPECT_TRUE(subnormal_seen) << "no subnormal output: the case does not test them";
+    }
+  }
+}
+
 TEST_P(ForwardOnEveryTarget, RowsFindAWeightOutOfRangeAnywhere) {
   const std::pair<DType, DType> cases[] = {
       {DType::kFloat32, DType::kFloat32}, {DType::kBFloat16, DType::kFloat32}, {DType::kBFloat16, DType::kBFloat16}};

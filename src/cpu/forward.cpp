@@ -50,12 +50,14 @@ void AddResidual(const T* HWY_RESTRICT x, T* HWY_RESTRICT residual, int64_t coun
 // TNormalized: Rounding::kBeforeWeight's order for 16-bit data, t = (x - mean)
 // * inv_r rounded to TNormalized first, then t * g + b (SPEC section 7); the
 // arithmetic type itself for the single rounding.
-template <bool kCentered, bool kWeight, bool kBias, typename TNormalized, class D, class V, typename TW>
+// kFinite: v and the result are not NaN (FiniteOutputs), so the rounding to
+// TNormalized may skip its NaN handling.
+template <bool kCentered, bool kWeight, bool kBias, typename TNormalized, bool kFinite, class D, class V, typename TW>
 HWY_INLINE V Normalize(D d, V v, V mean, V lo_inv_r, V inv_r, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b, int64_t i,
                        size_t tail) {
   if constexpr (!std::is_same_v<TNormalized, hn::TFromD<D>>) {
     V t = kCentered ? hn::MulSub(hn::Sub(v, mean), inv_r, lo_inv_r) : hn::Mul(v, inv_r);
-    t = RoundThrough<TNormalized>(d, t);
+    t = RoundThrough<TNormalized, !kFinite>(d, t);
     if constexpr (kWeight) {
       const V gv = tail ? LoadTail(d, g + i, tail) : LoadAs(d, g + i);
       if constexpr (kBias) return hn::MulAdd(t, gv, tail ? LoadTail(d, b + i, tail) : LoadAs(d, b + i));
@@ -100,7 +102,10 @@ HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
 }
 
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kStream = false>
+// kFinite: no output can be NaN (FiniteOutputs), so a 16-bit store may skip
+// its NaN handling.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite,
+          bool kStream = false>
 HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
                int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
   using A = Arith<T>;
@@ -116,19 +121,23 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
     if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));
-    const auto v0 = Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
+    const auto v0 = Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
     const auto v1 =
-        Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
-    StoreOut<kStream>(d, v0, y + i);
-    StoreOut<kStream>(d, v1, y + i + N);
+        Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
+    if constexpr (kStream && std::is_same_v<T, A>) {
+      StoreOut<kStream>(d, v0, y + i);
+      StoreOut<kStream>(d, v1, y + i + N);
+    } else {
+      StorePairAs<!kFinite>(d, v0, v1, y + i);
+    }
   }
   for (; i + N <= count; i += N) {
-    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias, TN>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
+    StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
                       y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
-    const auto v = Normalize<kCentered, kWeight, kBias, TN>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
+    const auto v = Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
                                                         column + i, remaining);
     StoreTail(d, v, y + i, remaining);
   }
@@ -140,7 +149,7 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
 // fused form) are asked for as the row goes. Calls whose matrices fit in a
 // core's own cache do not prefetch (plan.prefetch_rows): there the hardware
 // prefetcher keeps up, and the prefetch loop cost 9% of a 32x4096 call.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite>
 void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
                   int64_t column_end, const RowStatistics& st, const T* next) {
   const auto* g = static_cast<const TW*>(p.weight);
@@ -156,13 +165,13 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
   if (element_aligned) {
     const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
     if (head > 0) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin,
+      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + column_begin, y + column_begin, g, b, column_begin,
                                                                head, st);
     }
     column_begin += head;
   }
   if (!p.stream_output) {
-    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + column_begin, y + column_begin, g, b, column_begin,
+    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + column_begin, y + column_begin, g, b, column_begin,
                                                              column_end - column_begin, st,
                                                              next ? next + column_begin : nullptr);
     return;
@@ -173,14 +182,35 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     const int64_t count = std::min(kTile, column_end - c);
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (direct) {
-      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(src + c, y + c, g, b, c, count, st,
+      ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite, true>(src + c, y + c, g, b, c, count, st,
                                                                      next ? next + c : nullptr);
       continue;
     }
     if (next) PrefetchBytes(next + c, bytes);
-    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst>(src + c, tile, g, b, c, count, st);
+    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + c, tile, g, b, c, count, st);
     StreamBytes(y + c, tile, bytes);
   }
+}
+
+// Whether no output in columns [0, column_end) of a fast-path row can be NaN:
+// its statistics are finite, so every x the sum covered (columns below k) is
+// finite; the weight is in range, so x * (1/r * g) is finite or, past float's
+// range, infinite; without a bias nothing adds an infinity of the other sign
+// or a NaN to it. Past k, x was not summed and may be NaN.
+inline bool FiniteOutputs(const ForwardPlan& p, int64_t column_end) { return !p.bias && column_end <= p.norm.k; }
+
+// ApplyColumns with kFinite = FiniteOutputs for bfloat16 output, whose store
+// then skips its NaN handling; other types keep one instantiation.
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+HWY_INLINE void ApplyColumnsChecked(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y,
+                                    int64_t column_begin, int64_t column_end, const RowStatistics& st, const T* next) {
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t> && !kBias) {
+    if (FiniteOutputs(p, column_end)) {
+      ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(p, src, y, column_begin, column_end, st, next);
+      return;
+    }
+  }
+  ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, false>(p, src, y, column_begin, column_end, st, next);
 }
 
 // Picks the instantiation for the plan's flags.
@@ -193,7 +223,7 @@ void ApplyColumnsFor(const ForwardPlan& p, const T* src, T* y, int64_t c0, int64
         // Only 16-bit data with a parameter to apply after the rounding has a
         // second order: the others share the single-rounding instantiation.
         constexpr bool kRoundFirst = flag_v<decltype(round_first)> && !std::is_same_v<T, Arith<T>> && (kWeight || kBias);
-        ApplyColumns<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, src, y, c0, c1, st, next);
+        ApplyColumnsChecked<T, TW, flag_v<decltype(centered)>, kWeight, kBias, kRoundFirst>(p, src, y, c0, c1, st, next);
       },
       p.norm.centered, p.weight != nullptr, p.bias != nullptr, p.round_before_weight);
 }
@@ -420,8 +450,8 @@ HWY_INLINE void WriteRow(const ForwardPlan& p, int64_t row, const T* src, const 
   // A call, not inlined: the output pass inlined into every flag
   // combination of this loop made the sanitizer build of this file take
   // tens of minutes, for a few ns per row.
-  ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n, st,
-                                                              next);
+  ApplyColumnsChecked<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n,
+                                                                     st, next);
 }
 
 // The first row of a call whose plan left the weight check to the rows
@@ -563,6 +593,9 @@ void ConvertFromFloatImpl(DType dtype, const float* in, void* out, int64_t count
   auto convert = [&](auto* typed_out) {
     const int64_t N = static_cast<int64_t>(hn::Lanes(d));
     int64_t i = 0;
+    // In pairs as the forward's output pass stores (StorePairAs), so that
+    // the conversion tests check that store too.
+    for (; i + 2 * N <= count; i += 2 * N) StorePairAs(d, hn::LoadU(d, in + i), hn::LoadU(d, in + i + N), typed_out + i);
     for (; i + N <= count; i += N) StoreAs(d, hn::LoadU(d, in + i), typed_out + i);
     if (i < count) StoreTail(d, LoadTail(d, in + i, count - i), typed_out + i, count - i);
   };

@@ -39,16 +39,29 @@ using Arith = typename ArithmeticOf<T>::type;
 
 // ---------------------------------------------------------------- narrowing
 
-// float -> bfloat16, round to nearest even; NaN stays a quiet NaN. The
-// bfloat16 pattern in the low 16 bits of each 32-bit lane.
-template <class DF>
-HWY_INLINE auto BFloat16Bits(DF /* tag */, hn::VFromD<DF> v) {
+// float -> bfloat16, round to nearest even, the bfloat16 pattern in the high
+// 16 bits of each 32-bit lane (the low 16 are left over from the rounding).
+// Adding 0x7FFF plus the lowest kept bit carries into the kept bits exactly
+// when round-to-nearest-even rounds up; infinity stays infinity, and the
+// largest floats round to it as they should. kMayBeNaN: NaN becomes a quiet
+// NaN with its payload's high bits. Without it a NaN lane's result is
+// unspecified (the add can carry a NaN into infinity): for callers that know
+// their values are not NaN, and it saves a compare and a select per vector.
+template <bool kMayBeNaN, class DF>
+HWY_INLINE auto BFloat16HighBits(DF /* tag */, hn::VFromD<DF> v) {
   const hn::RebindToUnsigned<DF> du32;
   const auto bits = hn::BitCast(du32, v);
   const auto lowest_kept_bit = hn::And(hn::ShiftRight<16>(bits), hn::Set(du32, 1u));
-  const auto rounded = hn::ShiftRight<16>(hn::Add(bits, hn::Add(hn::Set(du32, 0x7FFFu), lowest_kept_bit)));
-  const auto quiet_nan = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du32, 0x40u));
+  const auto rounded = hn::Add(bits, hn::Add(hn::Set(du32, 0x7FFFu), lowest_kept_bit));
+  if constexpr (!kMayBeNaN) return rounded;
+  const auto quiet_nan = hn::Or(bits, hn::Set(du32, 0x00400000u));
   return hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), quiet_nan, rounded);
+}
+
+// As BFloat16HighBits, the pattern in the low 16 bits of each 32-bit lane.
+template <class DF>
+HWY_INLINE auto BFloat16Bits(DF df, hn::VFromD<DF> v) {
+  return hn::ShiftRight<16>(BFloat16HighBits</*kMayBeNaN=*/true>(df, v));
 }
 
 template <class DF>
@@ -130,11 +143,12 @@ HWY_INLINE hn::VFromD<DF> PromoteFromFloat16(DF df, const hwy::float16_t* HWY_RE
 // v rounded to the storage type T (round to nearest even, as StoreAs) and
 // widened back, without leaving the registers: Rounding::kBeforeWeight rounds
 // the normalized value to the data's dtype before the weight multiplies it.
-// The identity for float and double.
-template <typename T, class D>
+// The identity for float and double. kMayBeNaN: as BFloat16HighBits.
+template <typename T, bool kMayBeNaN = true, class D>
 HWY_INLINE hn::VFromD<D> RoundThroughInline(D d, hn::VFromD<D> v) {
   if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
-    return hn::BitCast(d, hn::ShiftLeft<16>(BFloat16Bits(d, v)));
+    const hn::RebindToUnsigned<D> du32;
+    return hn::BitCast(d, hn::And(BFloat16HighBits<kMayBeNaN>(d, v), hn::Set(du32, 0xFFFF0000u)));
   } else if constexpr (std::is_same_v<T, hwy::float16_t>) {
     return Float16BitsToFloat(d, Float16Bits(d, v));
   } else {
@@ -209,18 +223,41 @@ HWY_INLINE void StoreAs(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
   }
 }
 
+// Stores v0 then v1, 2 * Lanes(d) elements, rounded to T as StoreAs does.
+// bfloat16 takes the high halves of both vectors' lanes in one permute and
+// stores them at once, where StoreAs packs, permutes and stores each vector
+// (on AVX-512 a vpermt2w and a 64-byte store for two vectors, against two
+// vpackusdw, two vpermq and two 32-byte stores). kMayBeNaN: as
+// BFloat16HighBits; the caller passes false only when neither vector can hold
+// a NaN.
+template <bool kMayBeNaN = true, class D, typename T>
+HWY_INLINE void StorePairAs(D d, hn::VFromD<D> v0, hn::VFromD<D> v1, T* HWY_RESTRICT p) {
+#if HWY_TARGET != HWY_SCALAR  // (which has no ConcatOdd; and conversions out of line)
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t> && !kConversionsOutOfLine) {
+    const hn::Repartition<uint16_t, D> du16;
+    const auto low = hn::BitCast(du16, BFloat16HighBits<kMayBeNaN>(d, v0));
+    const auto high = hn::BitCast(du16, BFloat16HighBits<kMayBeNaN>(d, v1));
+    hn::StoreU(hn::ConcatOdd(du16, high, low), du16, reinterpret_cast<uint16_t*>(p));
+    return;
+  }
+#endif
+  StoreAs(d, v0, p);
+  StoreAs(d, v1, p + hn::Lanes(d));
+}
+
 template <typename T, class D>
 HWY_NOINLINE hn::VFromD<D> RoundThroughCall(D d, hn::VFromD<D> v) {
   return RoundThroughInline<T>(d, v);
 }
 
-// RoundThroughInline, a call on the emulated targets (kConversionsOutOfLine).
-template <typename T, class D>
+// RoundThroughInline, a call on the emulated targets (kConversionsOutOfLine),
+// which always handle NaN.
+template <typename T, bool kMayBeNaN = true, class D>
 HWY_INLINE hn::VFromD<D> RoundThrough(D d, hn::VFromD<D> v) {
   if constexpr (kConversionsOutOfLine && !std::is_same_v<T, hn::TFromD<D>>) {
     return RoundThroughCall<T>(d, v);
   } else {
-    return RoundThroughInline<T>(d, v);
+    return RoundThroughInline<T, kMayBeNaN>(d, v);
   }
 }
 
