@@ -4,7 +4,8 @@ correctness check passed. Asserts nothing about speed.
 
     check_bench_json.py BENCH.json EXPECTED_SHAPE DTYPE[,DTYPE...] [SIMD_TARGET]
 
-With SIMD_TARGET (a run with --target), the machine description must name it.
+With SIMD_TARGET (a run with --target), the machine description must name it,
+and oneDNN's instruction set must be capped at it where oneDNN is built in.
 """
 import json
 import math
@@ -27,6 +28,11 @@ def main(argv):
             fail(f"machine description lacks {key!r}")
     if len(argv) > 4 and doc["machine"]["simd_target"] != argv[4]:
         fail(f"simd_target {doc['machine']['simd_target']!r}, expected the forced {argv[4]!r}")
+    # oneDNN is capped at the forced target's instruction set (AVX2, SSE4).
+    if len(argv) > 4 and doc["machine"].get("onednn_version") is not None:
+        want = {"AVX2": "avx2", "SSE4": "sse41"}.get(argv[4])
+        if doc["machine"].get("onednn_isa_cap") != want:
+            fail(f"onednn_isa_cap {doc['machine'].get('onednn_isa_cap')!r}, expected {want!r} for {argv[4]}")
     if doc["all_checks_passed"] is not True:
         fail("all_checks_passed is not true")
     groups = doc["groups"]

@@ -68,6 +68,16 @@ ImplementationList make_onednn_implementations();
 std::string torch_version();
 std::string onednn_version();
 
+// With our SIMD target forced (rmsnorm bench --target), oneDNN is capped at
+// the same instruction set (AVX2 -> avx2, SSE4 -> sse41), so that a forced
+// AVX2 run on an AVX-512 machine compares with oneDNN's AVX2 code, as on an
+// AVX2 machine, not with its AVX-512 code. Must run before oneDNN creates a
+// primitive. Returns oneDNN's name of the cap, or "" when none was set (no
+// oneDNN, or a target at or above AVX-512, which oneDNN picks for itself).
+std::string cap_onednn_isa(const std::string& simd_target);
+// The cap set by cap_onednn_isa, or "".
+std::string onednn_isa_cap();
+
 // The workspace's y (and dx, dweight) rows, for implementations that write there.
 Outputs workspace_outputs(const Workspace& ws, const std::vector<int64_t>& rows, bool with_dweight);
 std::vector<double> read_rows(DType dtype, const void* base, int64_t n, const std::vector<int64_t>& rows);

@@ -12,6 +12,8 @@ std::string torch_version() { return ""; }
 #ifndef RMSNORM_BENCH_HAS_ONEDNN
 ImplementationList make_onednn_implementations() { return {}; }
 std::string onednn_version() { return ""; }
+std::string cap_onednn_isa(const std::string&) { return ""; }
+std::string onednn_isa_cap() { return ""; }
 #endif
 
 }  // namespace rmsnorm::bench

@@ -113,6 +113,34 @@ ImplementationList make_onednn_implementations() {
   return list;
 }
 
+namespace {
+std::string& isa_cap() {
+  static std::string cap;
+  return cap;
+}
+}  // namespace
+
+std::string cap_onednn_isa(const std::string& simd_target) {
+  dnnl::cpu_isa isa;
+  std::string name;
+  if (simd_target == "AVX2") {
+    isa = dnnl::cpu_isa::avx2;
+    name = "avx2";
+  } else if (simd_target == "SSE4") {
+    isa = dnnl::cpu_isa::sse41;
+    name = "sse41";
+  } else {
+    return "";
+  }
+  // Fails once oneDNN has dispatched (too late to cap), or in a oneDNN built
+  // without the cap: then the run says no cap.
+  if (dnnl::set_max_cpu_isa(isa) != dnnl::status::success) return "";
+  isa_cap() = name;
+  return name;
+}
+
+std::string onednn_isa_cap() { return isa_cap(); }
+
 std::string onednn_version() {
   const dnnl_version_t* v = dnnl_version();
   return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);

@@ -74,6 +74,7 @@ Machine describe_machine() {
   m.library_version = info.version;
   m.torch_version = torch_version();
   m.onednn_version = onednn_version();
+  m.onednn_isa_cap = onednn_isa_cap();
   m.date_utc = utc_now();
   return m;
 }
@@ -89,6 +90,7 @@ nlohmann::json to_json(const Machine& m) {
           {"rmsnorm_version", m.library_version},
           {"libtorch_version", m.torch_version.empty() ? nlohmann::json() : nlohmann::json(m.torch_version)},
           {"onednn_version", m.onednn_version.empty() ? nlohmann::json() : nlohmann::json(m.onednn_version)},
+          {"onednn_isa_cap", m.onednn_isa_cap.empty() ? nlohmann::json() : nlohmann::json(m.onednn_isa_cap)},
           {"date_utc", m.date_utc}};
 }
 

@@ -22,6 +22,7 @@ struct Machine {
   std::string compiler;
   std::string library_version;
   std::string torch_version, onednn_version;  // "" when not built in
+  std::string onednn_isa_cap;                 // "" when oneDNN picks its own (cap_onednn_isa)
   std::string date_utc;
 };
 

@@ -76,6 +76,7 @@ int run_bench(rmsnorm::bench::Settings settings, const std::vector<std::string>&
     } catch (const rmsnorm::Error& e) {
       throw CLI::ValidationError("--target", e.what());
     }
+    rmsnorm::bench::cap_onednn_isa(target);
   }
   if (!no_default_shapes) settings.shapes = rmsnorm::bench::default_shapes();
   for (const std::string& s : shapes) settings.shapes.push_back(rmsnorm::bench::parse_shape(s));
@@ -90,8 +91,9 @@ int run_bench(rmsnorm::bench::Settings settings, const std::vector<std::string>&
   }
 
   const auto machine = rmsnorm::bench::describe_machine();
-  fmt::print("rmsnorm bench: {} on {}, SIMD {}, {} repetitions (median), interleaved\n", machine.library_version,
-             machine.cpu_model, machine.simd_target, settings.repetitions);
+  fmt::print("rmsnorm bench: {} on {}, SIMD {}{}, {} repetitions (median), interleaved\n", machine.library_version,
+             machine.cpu_model, machine.simd_target,
+             machine.onednn_isa_cap.empty() ? "" : ", oneDNN capped at " + machine.onednn_isa_cap, settings.repetitions);
   const auto groups = rmsnorm::bench::run(settings, [](const std::string& line) {
     std::fprintf(stderr, "... %s\n", line.c_str());
   });
