@@ -299,9 +299,11 @@ Plan plan_for(const Call& call, const void* bias, bool rows_check_weight = false
     // infinite bias sends such calls to the wide path. With a finite one the
     // forward kernels check, on those targets, whether a product past k
     // overflows, and apply such columns in the wide path (ApplyNeedsWidePath).
-    if (plan.bias && call.norm.k < n) {
-      plan.weight_in_range = plan.weight_in_range && parameters_finite(plan.simd_index, plan.bias, plan.param_dtype, n);
-    }
+    // A bfloat16 output's store skips its NaN check where the bias is
+    // finite (FiniteOutputs); a pass over the bias, paid for from 4 rows on.
+    const bool check_bias = plan.bias && (call.norm.k < n || (plan.dtype == DType::kBFloat16 && rows >= 4));
+    if (check_bias) plan.bias_finite = parameters_finite(plan.simd_index, plan.bias, plan.param_dtype, n);
+    if (plan.bias && call.norm.k < n) plan.weight_in_range = plan.weight_in_range && plan.bias_finite;
   }
   return plan;
 }

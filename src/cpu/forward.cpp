@@ -194,17 +194,20 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
 
 // Whether no output in columns [0, column_end) of a fast-path row can be NaN:
 // its statistics are finite, so every x the sum covered (columns below k) is
-// finite; the weight is in range, so x * (1/r * g) is finite or, past float's
-// range, infinite; without a bias nothing adds an infinity of the other sign
-// or a NaN to it. Past k, x was not summed and may be NaN.
-inline bool FiniteOutputs(const ForwardPlan& p, int64_t column_end) { return !p.bias && column_end <= p.norm.k; }
+// finite, and |x / r| <= sqrt(k); the weight is in range (|g| <= 2^40), so
+// x * (1/r * g), and LayerNorm's centered form, are finite; a finite bias
+// (ForwardPlan::bias_finite) added to it gives a finite sum or an infinity,
+// never NaN. Past k, x was not summed and may be NaN.
+inline bool FiniteOutputs(const ForwardPlan& p, int64_t column_end) {
+  return (!p.bias || p.bias_finite) && column_end <= p.norm.k;
+}
 
 // ApplyColumns with kFinite = FiniteOutputs for bfloat16 output, whose store
 // then skips its NaN handling; other types keep one instantiation.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 HWY_INLINE void ApplyColumnsChecked(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y,
                                     int64_t column_begin, int64_t column_end, const RowStatistics& st, const T* next) {
-  if constexpr (std::is_same_v<T, hwy::bfloat16_t> && !kBias) {
+  if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
     if (FiniteOutputs(p, column_end)) {
       ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(p, src, y, column_begin, column_end, st, next);
       return;

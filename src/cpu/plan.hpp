@@ -45,6 +45,10 @@ struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   // same pass as its first row's sum of squares (RMSNorm with k = n and float
   // arithmetic, on the row path; forward.cpp, RowStatisticsCheckingWeight).
   bool weight_checked_by_rows = false;
+  // Every bias element is finite (checked only where it pays: bfloat16 output
+  // of several rows, whose stores then skip their NaN handling; FiniteOutputs
+  // in forward.cpp). false when unchecked.
+  bool bias_finite = false;
   size_t simd_index = 0;  // every kernel of the call runs this target (dispatch.hpp)
 };
 
