@@ -155,12 +155,14 @@ std::vector<unsigned char>& workspace(size_t bytes) {
 // for float64 data), and the bias converted beside it, since the kernels read
 // weight and bias as one type. n elements per call, against rows x n for the
 // norm; the kernels never see an offset, so it costs nothing when it is 0.
-// 16-bit parameters of calls with at least kWidenedParameterRows rows go the
-// same way with no offset: widened to float once per call (exactly), every
-// row's passes load float parameters instead of widening them again per
+// 16-bit parameters of calls with at least kRowsPayingForAParameterPass rows
+// go the same way with no offset: widened to float once per call (exactly),
+// every row's passes load float parameters instead of widening them again per
 // vector (a shuffle and a shift each on AVX2 and AVX-512). The kernels are
 // those of float32 parameters with 16-bit data; the results are the same bits.
-inline constexpr int64_t kWidenedParameterRows = 4;
+// (A pass over n parameters costs about what the rows save on a few rows; one
+// row does not pay for it.)
+inline constexpr int64_t kRowsPayingForAParameterPass = 4;
 
 struct Parameters {
   const void* weight;
@@ -171,7 +173,7 @@ struct Parameters {
 Parameters with_offset_folded(DType data_dtype, DType param_dtype, const void* weight, const void* bias,
                               double offset, int64_t n, int64_t rows) {
   const bool sixteen_bit = param_dtype == DType::kBFloat16 || param_dtype == DType::kFloat16;
-  const bool widen = sixteen_bit && rows >= kWidenedParameterRows;
+  const bool widen = sixteen_bit && rows >= kRowsPayingForAParameterPass;
   if (!weight || (offset == 0 && !widen)) return {weight, bias, param_dtype};
   thread_local std::vector<unsigned char> buffer;  // not workspace(): backward uses that at the same time
   if (data_dtype == DType::kFloat64) {
@@ -312,8 +314,9 @@ Plan plan_for(const Call& call, const void* bias, bool rows_check_weight = false
     // forward kernels check, on those targets, whether a product past k
     // overflows, and apply such columns in the wide path (ApplyNeedsWidePath).
     // A bfloat16 output's store skips its NaN check where the bias is
-    // finite (FiniteOutputs); a pass over the bias, paid for from 4 rows on.
-    const bool check_bias = plan.bias && (call.norm.k < n || (plan.dtype == DType::kBFloat16 && rows >= 4));
+    // finite (FiniteOutputs), for a pass over the bias.
+    const bool check_bias =
+        plan.bias && (call.norm.k < n || (plan.dtype == DType::kBFloat16 && rows >= kRowsPayingForAParameterPass));
     if (check_bias) plan.bias_finite = parameters_finite(plan.simd_index, plan.bias, plan.param_dtype, n);
     if (plan.bias && call.norm.k < n) plan.weight_in_range = plan.weight_in_range && plan.bias_finite;
   }
