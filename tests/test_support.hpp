@@ -16,6 +16,22 @@
 
 namespace rmsnorm::testing {
 
+// Whether this build runs under AddressSanitizer (the sanitizer build of
+// scripts/test.sh), where every memory access is checked and a large call runs
+// 20-30 times slower. Tests that repeat calls to catch a rare event, or that
+// reach the largest sizes, do less there; the release build runs them whole.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 // The seed of this test run: RMSNORM_TEST_SEED if set, else fresh. Printed on failure.
 uint64_t run_seed();
 std::mt19937_64& rng();
