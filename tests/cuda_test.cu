@@ -400,11 +400,7 @@ TEST_P(CudaBackend, ForwardMatchesReferenceForEveryDtypeSizeAndLayout) {
   // Sizes that take warp teams, block teams, the resident limits (16384 bf16 or
   // fp16, 8192 float32, 4096 float64 elements per row) and streaming beyond.
   // The emulator switches coroutines at every reduction: its long rows are fewer.
-  std::vector<int64_t> sizes = {1, 3, 8, 17, 100, 1000, 4096, 4097, 8192, 8193, 16384, 16385};
-  // Streaming beyond the resident limits is reached at 4097 (float64), 8193
-  // (float32) and 16385 (16-bit) already; the emulator's 40000 was half the
-  // test's 100 s in CI.
-  if (on_gpu()) sizes.push_back(40000);
+  std::vector<int64_t> sizes = {1, 3, 8, 17, 100, 1000, 4096, 4097, 8192, 8193, 16384, 16385, 40000};
   // RMSNORM_CUDA_TEST_QUICK (set for the compute-sanitizer runs) leaves out 2^20.
   if (on_gpu() && !std::getenv("RMSNORM_CUDA_TEST_QUICK")) sizes.push_back(int64_t{1} << 20);
   for (DType dtype : all_dtypes()) {
