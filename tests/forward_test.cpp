@@ -353,16 +353,8 @@ TEST_P(ForwardOnEveryTarget, BFloat16OutputIsTheFloat32OutputRoundedOnce) {
         const TypedMatrix x = matrix_of(DType::kBFloat16, rows, n, x_values);  // the values bfloat16 holds
         const TypedMatrix typed_x = matrix_of(dtypes[k], rows, n, x.values().values);
         const TypedVector weight = vector_of(DType::kBFloat16, w), bias = vector_of(DType::kBFloat16, b);
-        const TypedVector typed_weight = vector_of(dtypes[k], weight.values), typed_bias = vector_of(dtypes[k], bias.values);
-        y[k] = make_matrix(dtypes[k], rows, n, n);
-        ForwardArgs a;
-        a.rows = rows;
-        a.n = n;
-        a.x = {typed_x.data(), dtypes[k], n};
-        a.y = {y[k].data(), dtypes[k], n};
-        if (c.weight) a.weight = {typed_weight.data(), dtypes[k]};
-        if (c.bias) a.bias = {typed_bias.data(), dtypes[k]};
-        forward(o, a);
+        y[k] = forward_with_bias_of(o, typed_x, c.weight ? vector_of(dtypes[k], weight.values) : empty_vector(dtypes[k]),
+                                    c.bias ? vector_of(dtypes[k], bias.values) : empty_vector(dtypes[k]));
       }
       const auto* bits = static_cast<const uint16_t*>(y[0].data());
       const auto* wide = static_cast<const float*>(y[1].data());
@@ -413,16 +405,8 @@ TEST_P(ForwardOnEveryTarget, ANonFiniteBiasReachesItsColumn) {
           const uint32_t all_ones_nan = 0x7FFFFFFFu;
           std::memcpy(bias.bytes.data() + 7 * sizeof(float), &all_ones_nan, sizeof(float));
         }
-        TypedMatrix y = make_matrix(dtype, rows, n, n);
-        ForwardArgs a;
-        a.rows = rows;
-        a.n = n;
-        a.x = {x.data(), dtype, n};
-        a.y = {y.data(), dtype, n};
-        a.weight = {weight.data(), param_dtype};
-        a.bias = {bias.data(), param_dtype};
         o.num_threads = 1;
-        forward(o, a);
+        const TypedMatrix y = forward_with_bias_of(o, x, weight, bias);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < n; ++c) {
             const double got = y.get(r, c);

@@ -376,8 +376,9 @@ NormOptions layer_norm() {
   return o;
 }
 
-TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight, void* inv_rms,
-                       void* mean) {
+namespace {
+TypedMatrix forward_call(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight, const TypedVector* bias,
+                         void* inv_rms, void* mean) {
   TypedMatrix y = make_matrix(x.dtype, x.rows, x.n, x.n);
   ForwardArgs a;
   a.rows = x.rows;
@@ -385,9 +386,21 @@ TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVe
   a.x = {x.data(), x.dtype, x.stride};
   a.y = {y.data(), x.dtype, x.n};
   a.weight = {weight.data(), weight.dtype};
+  if (bias) a.bias = {bias->data(), bias->dtype};
   a.saved = {inv_rms, mean};
   forward(o, a);
   return y;
+}
+}  // namespace
+
+TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight, void* inv_rms,
+                       void* mean) {
+  return forward_call(o, x, weight, nullptr, inv_rms, mean);
+}
+
+TypedMatrix forward_with_bias_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight,
+                                 const TypedVector& bias) {
+  return forward_call(o, x, weight, &bias, nullptr, nullptr);
 }
 
 FusedOutputs fused_add_of(const NormOptions& o, const TypedMatrix& x, const TypedMatrix& residual,

@@ -139,6 +139,9 @@ NormOptions layer_norm();
 // when it holds values, saving the statistics where pointers are given.
 TypedMatrix forward_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight,
                        void* inv_rms = nullptr, void* mean = nullptr);
+// The same with a bias (absent when it holds no values).
+TypedMatrix forward_with_bias_of(const NormOptions& o, const TypedMatrix& x, const TypedVector& weight,
+                                 const TypedVector& bias);
 // The fused residual form (row stride n): h = x + residual rounded, y = norm(h).
 struct FusedOutputs {
   TypedMatrix y, h;
