@@ -13,7 +13,7 @@ set -euo pipefail
 old=$1 new=$2 bench=$3 threads=${4:-1}
 shapes=${5:-"1x4096 1x8192 32x256 64x512 32x4096 2048x768"}
 whats=${6:-"copy rms prms ln bwd bwdw"}
-cpus=$([ "$threads" -gt 1 ] && echo "0-$((threads - 1))" || echo 0)
+cpus=${CPUS:-$([ "$threads" -gt 1 ] && echo "0-$((threads - 1))" || echo 0)}
 rounds=${ROUNDS:-3}
 median() { printf "%s\n" "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 minimum() { printf "%s\n" "$@" | sort -g | head -1; }

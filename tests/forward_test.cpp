@@ -424,38 +424,69 @@ TEST_P(ForwardOnEveryTarget, ANonFiniteBiasReachesItsColumn) {
   }
 }
 
+// The row loop checks the weight in its first row: RMSNorm in the statistics
+// pass, pRMSNorm in the output pass, which it then rewrites on the exact slow
+// path when the weight is out of range (or checks first when the output is
+// the input's own memory). Either way every row must come out as the
+// reference says, with the first row's saved statistic.
 TEST_P(ForwardOnEveryTarget, RowsFindAWeightOutOfRangeAnywhere) {
   const std::pair<DType, DType> cases[] = {
       {DType::kFloat32, DType::kFloat32}, {DType::kBFloat16, DType::kFloat32}, {DType::kBFloat16, DType::kBFloat16}};
   std::uniform_real_distribution<double> uniform(-0.5, 0.5), around_one(0.5, 1.5);
   for (const auto& [dtype, weight_dtype] : cases) {
-    for (int64_t n : {37, 4100, 9000}) {
-      std::vector<int64_t> positions = {0, n / 2 + 1, n - 1};
-      if (n > 4096 + 5) positions.push_back(4096 + 5);
-      for (int64_t huge_at : positions) {
-        for (bool in_range : {true, false}) {
-          for (int64_t rows : {1, 3}) {
-            SCOPED_TRACE(std::string(dtype_name(dtype)) + " data, " + dtype_name(weight_dtype) + " weight, " +
-                         std::to_string(rows) + "x" + std::to_string(n) + ", weight " +
-                         (in_range ? "in range" : "3e38 at " + std::to_string(huge_at)));
-            std::vector<double> row(static_cast<size_t>(n));
-            for (double& v : row) v = uniform(rng());
-            row[static_cast<size_t>(huge_at)] = 1e-10;
-            std::vector<double> x_values;
-            for (int64_t r = 0; r < rows; ++r) x_values.insert(x_values.end(), row.begin(), row.end());
-            std::vector<double> w(static_cast<size_t>(n));
-            for (double& v : w) v = around_one(rng());
-            if (!in_range) w[static_cast<size_t>(huge_at)] = 3e38;
-            const TypedMatrix x = matrix_of(dtype, rows, n, x_values);
-            const TypedVector weight = vector_of(weight_dtype, w);
-            NormOptions o;
-            o.num_threads = 1;
-            const TypedMatrix y = forward_of(o, x, weight);
-            ASSERT_EQ(compare_rows(y, reference::forward(o, x.values(), weight.values, {}).y), "");
-            ASSERT_TRUE(std::isfinite(y.get(0, huge_at))) << y.get(0, huge_at);
-            for (int64_t r = 1; r < rows; ++r) {
-              for (int64_t c = 0; c < n; ++c) {
-                ASSERT_EQ(y.get(r, c), y.get(0, c)) << "row " << r << " column " << c;
+    for (double p : {1.0, 0.0625}) {
+      for (int64_t n : {37, 4100, 9000}) {
+        std::vector<int64_t> positions = {0, n / 2 + 1, n - 1};
+        if (n > 4096 + 5) positions.push_back(4096 + 5);
+        for (int64_t huge_at : positions) {
+          for (bool in_range : {true, false}) {
+            for (int64_t rows : {1, 3}) {
+              for (bool in_place : {false, true}) {
+                SCOPED_TRACE(std::string(dtype_name(dtype)) + " data, " + dtype_name(weight_dtype) + " weight, p " +
+                             std::to_string(p) + ", " + std::to_string(rows) + "x" + std::to_string(n) +
+                             (in_place ? " in place" : "") + ", weight " +
+                             (in_range ? "in range" : "3e38 at " + std::to_string(huge_at)));
+                std::vector<double> row(static_cast<size_t>(n));
+                for (double& v : row) v = uniform(rng());
+                row[static_cast<size_t>(huge_at)] = 1e-10;
+                std::vector<double> x_values;
+                for (int64_t r = 0; r < rows; ++r) x_values.insert(x_values.end(), row.begin(), row.end());
+                std::vector<double> w(static_cast<size_t>(n));
+                for (double& v : w) v = around_one(rng());
+                if (!in_range) w[static_cast<size_t>(huge_at)] = 3e38;
+                const TypedMatrix x = matrix_of(dtype, rows, n, x_values);
+                const TypedVector weight = vector_of(weight_dtype, w);
+                const NormOptions o = [&] {
+                  NormOptions options = rms(p);
+                  options.num_threads = 1;
+                  return options;
+                }();
+                std::vector<float> inv_rms(static_cast<size_t>(rows), -1.0f);
+                TypedMatrix y = x;
+                if (in_place) {
+                  ForwardArgs a;
+                  a.rows = rows;
+                  a.n = n;
+                  a.x = {y.data(), dtype, y.stride};
+                  a.y = {y.data(), dtype, y.stride};
+                  a.weight = {weight.data(), weight.dtype};
+                  a.saved = {inv_rms.data(), nullptr};
+                  forward(o, a);
+                } else {
+                  y = forward_of(o, x, weight, inv_rms.data());
+                }
+                const reference::ForwardResult expected = reference::forward(o, x.values(), weight.values, {});
+                ASSERT_EQ(compare_rows(y, expected.y), "");
+                ASSERT_TRUE(std::isfinite(y.get(0, huge_at))) << y.get(0, huge_at);
+                for (int64_t r = 0; r < rows; ++r) {
+                  const double want = expected.inv_rms[static_cast<size_t>(r)];
+                  EXPECT_NEAR(inv_rms[static_cast<size_t>(r)], want, want * float32_tolerance(n)) << "row " << r;
+                }
+                for (int64_t r = 1; r < rows; ++r) {
+                  for (int64_t c = 0; c < n; ++c) {
+                    ASSERT_EQ(y.get(r, c), y.get(0, c)) << "row " << r << " column " << c;
+                  }
+                }
               }
             }
           }

@@ -672,10 +672,11 @@ TEST(ThreadPool, ConcurrentCallersWhileTheTargetChanges) {
 // 32 MiB; where the kernel describes cpu0's caches, its sizes are the ones used.
 TEST(CacheSizes, TheKernelsDescriptionWinsWhereThereIsOne) {
   const cpu::CacheSizes& sizes = cpu::cache_sizes();
+  EXPECT_GT(sizes.l1_data_bytes, 0);
   EXPECT_GT(sizes.core_bytes, 0);
   EXPECT_GE(sizes.last_level_bytes, sizes.core_bytes);
   EXPECT_EQ(cpu::last_level_cache_bytes(), sizes.last_level_bytes);
-  int64_t level2 = 0, level3 = 0;
+  int64_t level1_data = 0, level2 = 0, level3 = 0;
   for (int index = 0; index < 16; ++index) {
     const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
     std::ifstream level_file(dir + "level"), type_file(dir + "type"), size_file(dir + "size");
@@ -685,12 +686,14 @@ TEST(CacheSizes, TheKernelsDescriptionWinsWhereThereIsOne) {
     if (type == "Instruction") continue;
     const int64_t unit = size.back() == 'K' ? 1024 : size.back() == 'M' ? 1024 * 1024 : 1;
     const int64_t bytes = std::stoll(size) * unit;
+    if (level == 1 && type == "Data") level1_data = bytes;
     if (level == 2) level2 = bytes;
     if (level == 3) level3 = bytes;
   }
   if (level2 == 0) GTEST_SKIP() << "the kernel does not describe cpu0's L2 here (no sysfs cache directory)";
   EXPECT_EQ(sizes.core_bytes, level2);
   EXPECT_EQ(sizes.last_level_bytes, level3 > 0 ? level3 : level2);
+  if (level1_data > 0) EXPECT_EQ(sizes.l1_data_bytes, level1_data);
 }
 
 }  // namespace

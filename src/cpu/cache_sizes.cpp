@@ -45,6 +45,7 @@ CacheSizes from_kernel() {
     const std::string type = read_line(dir + "type");
     if (type != "Data" && type != "Unified") continue;
     const int64_t bytes = parse_size(read_line(dir + "size"));
+    if (level == "1" && type == "Data") sizes.l1_data_bytes = bytes;
     if (level == "2") sizes.core_bytes = bytes;
     if (level == "3") sizes.last_level_bytes = bytes;
   }
@@ -54,6 +55,9 @@ CacheSizes from_kernel() {
 
 CacheSizes from_c_library() {
   CacheSizes sizes;
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+  sizes.l1_data_bytes = std::max(0L, sysconf(_SC_LEVEL1_DCACHE_SIZE));
+#endif
 #ifdef _SC_LEVEL2_CACHE_SIZE
   sizes.core_bytes = std::max(0L, sysconf(_SC_LEVEL2_CACHE_SIZE));
   const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
@@ -68,6 +72,8 @@ const CacheSizes& cache_sizes() {
   static const CacheSizes sizes = [] {
     CacheSizes s = from_kernel();
     if (s.core_bytes <= 0 || s.last_level_bytes <= 0) s = from_c_library();
+    if (s.l1_data_bytes <= 0) s.l1_data_bytes = from_c_library().l1_data_bytes;
+    if (s.l1_data_bytes <= 0) s.l1_data_bytes = int64_t{32} << 10;
     if (s.core_bytes <= 0) s.core_bytes = int64_t{1} << 20;
     if (s.last_level_bytes <= 0) s.last_level_bytes = int64_t{32} << 20;
     return s;

@@ -103,11 +103,14 @@ HWY_INLINE void StoreOut(D d, hn::VFromD<D> v, T* HWY_RESTRICT p) {
 
 // y[i] for i < count from x[i], with parameters g[column + i], b[column + i].
 // kFinite: no output can be NaN (FiniteOutputs), so a 16-bit store may skip
-// its NaN handling.
+// its NaN handling. also: told of the columns the loop reads, as BlockSum's
+// (TwoVectors for the unrolled loop's pair), to look at the parameters'
+// same elements in the same pass (WriteFirstRowCheckingWeightInOutput).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite,
-          bool kStream = false>
+          bool kStream = false, class Also = VisitNothing>
 HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* HWY_RESTRICT g, const TW* HWY_RESTRICT b,
-               int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr) {
+               int64_t column, int64_t count, const RowStatistics& st, const T* prefetch = nullptr,
+               Also&& also = Also()) {
   using A = Arith<T>;
   using TN = std::conditional_t<kRoundFirst, T, A>;
   const hn::ScalableTag<A> d;
@@ -118,9 +121,13 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
   const auto inv_r = hn::Set(d, static_cast<A>(inv_r_value));
   const double lo_inv_r = static_cast<double>(split.lo) * static_cast<double>(static_cast<A>(inv_r_value));
   const auto mean_lo = hn::Set(d, static_cast<A>(lo_inv_r));
+  // A copy for the loop, written back after it: the caller's, reached through
+  // a reference, went to memory and back every vector (y's stores may alias it).
+  std::remove_reference_t<Also> seen = also;
   int64_t i = 0;
   for (; i + 2 * N <= count; i += 2 * N) {
     if (prefetch) PrefetchBytes(prefetch + i, 2 * N * sizeof(T));
+    seen.TwoVectors(column + i);
     const auto v0 = Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0);
     const auto v1 =
         Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i + N), mean, mean_lo, inv_r, g, b, column + i + N, 0);
@@ -132,15 +139,18 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
     }
   }
   for (; i + N <= count; i += N) {
+    seen.Vector(column + i);
     StoreOut<kStream>(d, Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadAs(d, x + i), mean, mean_lo, inv_r, g, b, column + i, 0),
                       y + i);
   }
   if (i < count) {
     const size_t remaining = static_cast<size_t>(count - i);
+    seen.Tail(column + i, remaining);
     const auto v = Normalize<kCentered, kWeight, kBias, TN, kFinite>(d, LoadTail(d, x + i, remaining), mean, mean_lo, inv_r, g, b,
                                                         column + i, remaining);
     StoreTail(d, v, y + i, remaining);
   }
+  also = seen;
 }
 
 // Writes y[column_begin, column_end) of one row; with streaming, tile by tile,
@@ -149,9 +159,10 @@ HWY_INLINE void ApplySpan(const T* HWY_RESTRICT x, T* HWY_RESTRICT y, const TW* 
 // fused form) are asked for as the row goes. Calls whose matrices fit in a
 // core's own cache do not prefetch (plan.prefetch_rows): there the hardware
 // prefetcher keeps up, and the prefetch loop cost 9% of a 32x4096 call.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, bool kFinite,
+          class Also = VisitNothing>
 void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y, int64_t column_begin,
-                  int64_t column_end, const RowStatistics& st, const T* next) {
+                  int64_t column_end, const RowStatistics& st, const T* next, Also&& also = Also()) {
   const auto* g = static_cast<const TW*>(p.weight);
   const auto* b = static_cast<const TW*>(p.bias);
   constexpr int64_t kTile = kStreamTileBytes / static_cast<int64_t>(sizeof(T));
@@ -166,14 +177,14 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     const int64_t head = ElementsToVectorBoundary(y + column_begin, column_end - column_begin);
     if (head > 0) {
       ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + column_begin, y + column_begin, g, b, column_begin,
-                                                               head, st);
+                                                               head, st, nullptr, also);
     }
     column_begin += head;
   }
   if (!p.stream_output) {
     ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + column_begin, y + column_begin, g, b, column_begin,
                                                              column_end - column_begin, st,
-                                                             next ? next + column_begin : nullptr);
+                                                             next ? next + column_begin : nullptr, also);
     return;
   }
   const bool direct = std::is_same_v<T, Arith<T>> && element_aligned;
@@ -183,11 +194,11 @@ void ApplyColumns(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRI
     const size_t bytes = static_cast<size_t>(count) * sizeof(T);
     if (direct) {
       ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite, true>(src + c, y + c, g, b, c, count, st,
-                                                                     next ? next + c : nullptr);
+                                                                     next ? next + c : nullptr, also);
       continue;
     }
     if (next) PrefetchBytes(next + c, bytes);
-    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + c, tile, g, b, c, count, st);
+    ApplySpan<T, TW, kCentered, kWeight, kBias, kRoundFirst, kFinite>(src + c, tile, g, b, c, count, st, nullptr, also);
     StreamBytes(y + c, tile, bytes);
   }
 }
@@ -204,16 +215,18 @@ inline bool FiniteOutputs(const ForwardPlan& p, int64_t column_end) {
 
 // ApplyColumns with kFinite = FiniteOutputs for bfloat16 output, whose store
 // then skips its NaN handling; other types keep one instantiation.
-template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
+template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst, class Also = VisitNothing>
 HWY_INLINE void ApplyColumnsChecked(const ForwardPlan& p, const T* HWY_RESTRICT src, T* HWY_RESTRICT y,
-                                    int64_t column_begin, int64_t column_end, const RowStatistics& st, const T* next) {
+                                    int64_t column_begin, int64_t column_end, const RowStatistics& st, const T* next,
+                                    Also&& also = Also()) {
   if constexpr (std::is_same_v<T, hwy::bfloat16_t>) {
     if (FiniteOutputs(p, column_end)) {
-      ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(p, src, y, column_begin, column_end, st, next);
+      ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, true>(p, src, y, column_begin, column_end, st, next,
+                                                                         also);
       return;
     }
   }
-  ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, false>(p, src, y, column_begin, column_end, st, next);
+  ApplyColumns<T, TW, kCentered, kWeight, kBias, kRoundFirst, false>(p, src, y, column_begin, column_end, st, next, also);
 }
 
 // Picks the instantiation for the plan's flags.
@@ -397,6 +410,11 @@ struct WeightRangeVisitor {
   MagnitudeRange<float>& range;
   MagnitudeRange<float>& other;
   HWY_INLINE void Vector(int64_t i) { range.Add(LoadAs(hn::ScalableTag<float>(), g + i)); }
+  HWY_INLINE void TwoVectors(int64_t i) {
+    const hn::ScalableTag<float> d;
+    range.Add(LoadAs(d, g + i));
+    other.Add(LoadAs(d, g + i + static_cast<int64_t>(hn::Lanes(d))));
+  }
   HWY_INLINE void FourVectors(int64_t i) {
     const hn::ScalableTag<float> d;
     const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -406,6 +424,22 @@ struct WeightRangeVisitor {
     other.Add(LoadAs(d, g + i + 3 * N));
   }
   HWY_INLINE void Tail(int64_t i, size_t remaining) { range.Add(LoadTail(hn::ScalableTag<float>(), g + i, remaining)); }
+};
+
+// WeightRangeVisitor's check holding its ranges itself, for a loop that
+// copies its visitor into registers (ApplySpan).
+template <typename TW>
+struct WeightRangeInPass {
+  const TW* HWY_RESTRICT g;
+  MagnitudeRange<float> range, other;
+  HWY_INLINE void Vector(int64_t i) { WeightRangeVisitor<TW>{g, range, other}.Vector(i); }
+  HWY_INLINE void TwoVectors(int64_t i) { WeightRangeVisitor<TW>{g, range, other}.TwoVectors(i); }
+  HWY_INLINE void FourVectors(int64_t i) { WeightRangeVisitor<TW>{g, range, other}.FourVectors(i); }
+  HWY_INLINE void Tail(int64_t i, size_t remaining) { WeightRangeVisitor<TW>{g, range, other}.Tail(i, remaining); }
+  bool Within(float limit) {
+    range.Merge(other);
+    return range.Within(limit);
+  }
 };
 
 // GroupStatistics for one row of RMSNorm over the whole row (k = n, float
@@ -428,6 +462,16 @@ HWY_NOINLINE bool RowStatisticsCheckingWeight(const ForwardPlan& p, int64_t row,
   return range.Within(WeightLimit<float>(p.param_dtype, /*double_arithmetic=*/false));
 }
 
+// The input `group` rows on (its residual in the fused form, else x), asked
+// for during this row's output pass when the plan says so (prefetch_rows);
+// else null.
+template <typename T>
+HWY_INLINE const T* NextSource(const ForwardPlan& p, int64_t row, int64_t group, int64_t row_end) {
+  if (!p.prefetch_rows || row + group >= row_end) return nullptr;
+  return p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
+                    : row_pointer<T>(p.x, row + group, p.x_stride);
+}
+
 // One row's output from its statistics: on the fast path, or on the exact
 // slow path when the statistics or the weight (weight_in_range) say so.
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
@@ -443,24 +487,19 @@ HWY_INLINE void WriteRow(const ForwardPlan& p, int64_t row, const T* src, const 
     return;
   }
   SaveStatistics<T>(p, row, st);
-  // The next group's input (its residual in the fused form, else x) is
-  // asked for during this row's output pass (plan.prefetch_rows).
-  const T* next = nullptr;
-  if (p.prefetch_rows && row + group < row_end) {
-    next = p.residual ? row_pointer<T>(static_cast<const void*>(p.residual), row + group, p.residual_stride)
-                      : row_pointer<T>(p.x, row + group, p.x_stride);
-  }
   // A call, not inlined: the output pass inlined into every flag
   // combination of this loop made the sanitizer build of this file take
   // tens of minutes, for a few ns per row.
   ApplyColumnsChecked<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, row_pointer<T>(p.y, row, p.y_stride), 0, n,
-                                                                     st, next);
+                                                                     st, NextSource<T>(p, row, group, row_end));
 }
 
 // The first row of a call whose plan left the weight check to the rows
-// (weight_checked_by_rows); returns whether the weight is in range. Apart
-// from the loop below, whose code it would otherwise share (the loop was 5%
-// slower on 32x256 pRMSNorm calls, which never come here).
+// (weight_checked_by_rows), checking it in the statistics pass (RMSNorm; see
+// WriteFirstRowCheckingWeightInOutput); returns whether the weight is in
+// range. Apart from
+// the loop below, whose code it would otherwise share (the loop was 5% slower
+// on 32x256 pRMSNorm calls).
 template <typename T, typename TW, bool kCentered, bool kWeight, bool kBias, bool kRoundFirst>
 HWY_NOINLINE bool WriteFirstRowCheckingWeight(const ForwardPlan& p, int64_t row, int64_t group, int64_t row_end) {
   const T* src;
@@ -468,6 +507,53 @@ HWY_NOINLINE bool WriteFirstRowCheckingWeight(const ForwardPlan& p, int64_t row,
   const bool weight_in_range = RowStatisticsCheckingWeight<T, TW>(p, row, group, row_end, &src, &st);
   WriteRow<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, row, src, st, weight_in_range, group, row_end);
   return weight_in_range;
+}
+
+bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_arithmetic);
+
+// The first row of a call whose plan has the weight checked in the output
+// pass (weight_checked_in_output); returns whether the weight is in range.
+// The check rides on the output pass, which reads every g_j anyway: for
+// pRMSNorm, whose statistic reads k elements, a pass of its own over g was a
+// quarter of a 1x4096 call; for RMSNorm, checking in the statistics pass
+// (WriteFirstRowCheckingWeight) read g twice, and a 1x8192 float32 row, whose
+// x, g and y do not fit in L1 together, was 27% slower (where they do fit,
+// 1x4096 on a 48 KiB L1, the statistics pass is the cheaper place, by 5%). The output is written before the answer is known;
+// a weight out of range then has the row rewritten by the exact slow path,
+// from its input, which must therefore not be the output's own memory. In
+// place (and when streaming, whose stores should not be made twice) the check
+// comes first: in the statistics pass for k = n, else in a pass of its own.
+// The check is WeightInRangeT's, over the same elements, so the same answer.
+template <typename T, typename TW, bool kRoundFirst>
+HWY_NOINLINE bool WriteFirstRowCheckingWeightInOutput(const ForwardPlan& p, int64_t row, int64_t group,
+                                                      int64_t row_end) {
+  constexpr bool kCentered = false, kWeight = true, kBias = false;
+  const int64_t n = p.norm.n;
+  T* y = row_pointer<T>(p.y, row, p.y_stride);
+  const bool input_kept =
+      y != row_pointer<T>(p.x, row, p.x_stride) &&
+      (!p.residual || y != row_pointer<T>(static_cast<const void*>(p.residual), row, p.residual_stride));
+  if ((!input_kept || p.stream_output) && p.norm.k == n) {
+    return WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, row, group, row_end);
+  }
+  const T* src;
+  RowStatistics st;
+  GroupStatistics<T>(p, row, 1, group, row_end, &src, &st);
+  if (!input_kept || p.stream_output || !st.fast) {
+    const bool in_range = WeightInRangeImpl(p.weight, p.param_dtype, n, /*double_arithmetic=*/false);
+    WriteRow<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, row, src, st, in_range, group, row_end);
+    return in_range;
+  }
+  WeightRangeInPass<TW> check{static_cast<const TW*>(p.weight), {}, {}};
+  ApplyColumnsChecked<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, src, y, 0, n, st,
+                                                                     NextSource<T>(p, row, group, row_end), check);
+  const bool in_range = check.Within(WeightLimit<float>(p.param_dtype, /*double_arithmetic=*/false));
+  if (in_range) {
+    SaveStatistics<T>(p, row, st);
+  } else {
+    slow_forward_row(p, row, src, 0, n);
+  }
+  return in_range;
 }
 
 // The rows of one call for one combination of flags (the flags used to be
@@ -480,8 +566,15 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
   int64_t first = row_begin;
   if constexpr (kWeight && !kCentered && std::is_same_v<Arith<T>, float>) {
     if (p.weight_checked_by_rows && first < row_end) {
-      weight_in_range =
-          WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
+      if constexpr (!kBias) {
+        weight_in_range =
+            p.weight_checked_in_output
+                ? WriteFirstRowCheckingWeightInOutput<T, TW, kRoundFirst>(p, first, group, row_end)
+                : WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
+      } else {
+        weight_in_range =
+            WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
+      }
       ++first;
     }
   }

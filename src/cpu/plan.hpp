@@ -41,10 +41,15 @@ struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   // Every nonzero |weight| lies within FastRange's scale_limit, so inv_r * g
   // stays a normal number. Otherwise every row takes the wide slow path.
   bool weight_in_range = true;
-  // weight_in_range is not known yet: the row loop checks the weight in the
-  // same pass as its first row's sum of squares (RMSNorm with k = n and float
-  // arithmetic, on the row path; forward.cpp, RowStatisticsCheckingWeight).
+  // weight_in_range is not known yet: the row loop checks the weight in its
+  // first row (float arithmetic, on the row path), in the same pass as the
+  // row's sum of squares. pRMSNorm with a bias is checked before the loop:
+  // its answer includes the bias's.
   bool weight_checked_by_rows = false;
+  // ...in the first row's output pass instead (no bias; pRMSNorm, and RMSNorm
+  // rows whose x, weight and y together overflow L1), except where the output
+  // may not be written first (forward.cpp, WriteFirstRowCheckingWeightInOutput).
+  bool weight_checked_in_output = false;
   // Every bias element is finite (checked only where it pays: bfloat16 output
   // of several rows, whose stores then skip their NaN handling; FiniteOutputs
   // in forward.cpp). false when unchecked.

@@ -326,11 +326,12 @@ HWY_INLINE V AddTerm(V acc, V v) {
 // RMSNorm's whole row. The sum is the same either way. skip: lanes of the
 // first vector to leave out (the sum is over x[skip, count)), skip < lanes.
 // also: told of every vector the loop reads (its first element's index; four
-// at once in the unrolled loop, whose four accumulators it may mirror; the
+// (or, in other loops, two) at once in the unrolled loop, whose four accumulators it may mirror; the
 // lanes of a tail), to look at another array's same elements in the same pass
 // (the forward's weight check, WeightRangeVisitor in forward.cpp).
 struct VisitNothing {
   HWY_INLINE void Vector(int64_t /* i */) {}
+  HWY_INLINE void TwoVectors(int64_t /* i */) {}
   HWY_INLINE void FourVectors(int64_t /* i */) {}
   HWY_INLINE void Tail(int64_t /* i */, size_t /* remaining */) {}
 };
