@@ -296,14 +296,17 @@ Plan plan_for(const Call& call, const void* bias, bool rows_check_weight = false
   if constexpr (std::is_same_v<Plan, ForwardPlan>) plan.bias = parameters.bias;
   bool checked_by_rows = false;
   if constexpr (std::is_same_v<Plan, ForwardPlan>) {
-    // Not pRMSNorm with a bias (k < n): its weight's answer includes the
-    // bias's check (below).
-    checked_by_rows = rows_check_weight && plan.weight && !call.norm.centered &&
-                      (call.norm.k == n || !plan.bias) && plan.dtype != DType::kFloat64;
+    // pRMSNorm (k < n) can be checked only in the output pass, which is not
+    // built with a bias (whose own check the answer includes, below) or for
+    // 16-bit data rounded before the weight (forward.cpp).
+    const bool sixteen_bit = plan.dtype == DType::kBFloat16 || plan.dtype == DType::kFloat16;
+    const bool output_pass_checks = !plan.bias && !(plan.round_before_weight && sixteen_bit);
+    checked_by_rows = rows_check_weight && plan.weight && !call.norm.centered && plan.dtype != DType::kFloat64 &&
+                      (call.norm.k == n || output_pass_checks);
     plan.weight_checked_by_rows = checked_by_rows;
     const int64_t row_bytes = n * static_cast<int64_t>(2 * dtype_size(plan.dtype) + dtype_size(plan.param_dtype));
     plan.weight_checked_in_output =
-        checked_by_rows && !plan.bias && (call.norm.k < n || row_bytes > cache_sizes().l1_data_bytes);
+        checked_by_rows && output_pass_checks && (call.norm.k < n || row_bytes > cache_sizes().l1_data_bytes);
     // Until the row loop's check says otherwise: a loop that did not make it
     // would send every row to the exact slow path, not skip the check.
     if (checked_by_rows) plan.weight_in_range = false;

@@ -518,16 +518,17 @@ bool WeightInRangeImpl(const void* g, DType param_dtype, int64_t n, bool double_
 // quarter of a 1x4096 call; for RMSNorm, checking in the statistics pass
 // (WriteFirstRowCheckingWeight) read g twice, and a 1x8192 float32 row, whose
 // x, g and y do not fit in L1 together, was 27% slower (where they do fit,
-// 1x4096 on a 48 KiB L1, the statistics pass is the cheaper place, by 5%). The output is written before the answer is known;
-// a weight out of range then has the row rewritten by the exact slow path,
+// 1x4096 on a 48 KiB L1, the statistics pass is the cheaper place, by 5%).
+// The output is written before the answer is known; a weight out of range
+// then has the row rewritten by the exact slow path,
 // from its input, which must therefore not be the output's own memory. In
 // place (and when streaming, whose stores should not be made twice) the check
 // comes first: in the statistics pass for k = n, else in a pass of its own.
 // The check is WeightInRangeT's, over the same elements, so the same answer.
-template <typename T, typename TW, bool kRoundFirst>
+template <typename T, typename TW>
 HWY_NOINLINE bool WriteFirstRowCheckingWeightInOutput(const ForwardPlan& p, int64_t row, int64_t group,
                                                       int64_t row_end) {
-  constexpr bool kCentered = false, kWeight = true, kBias = false;
+  constexpr bool kCentered = false, kWeight = true, kBias = false, kRoundFirst = false;
   const int64_t n = p.norm.n;
   T* y = row_pointer<T>(p.y, row, p.y_stride);
   const bool input_kept =
@@ -568,27 +569,22 @@ void ForwardRowsFlagged(const ForwardPlan& p, int64_t row_begin, int64_t row_end
   int64_t first = row_begin;
   if constexpr (kWeight && !kCentered && std::is_same_v<Arith<T>, float>) {
     if (p.weight_checked_by_rows && first < row_end) {
-      bool written = false;
-      // Only for the weight types a call can have (float32, or the data's
-      // own; dispatch_types instantiates every pair), and not for 16-bit data
-      // rounded before the weight: each instantiation of the output pass
-      // lengthens the sanitizer build of this file, CI's longest step.
+      const auto in_statistics = [&] {
+        return WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
+      };
+      // The output pass is built only where the plan can ask for it (no bias,
+      // no rounding before the weight) and for the weight types a call can
+      // have (float32, or the data's own; dispatch_types instantiates every
+      // pair): each instantiation lengthens the sanitizer build of this
+      // file, CI's longest step.
       if constexpr (!kBias && !kRoundFirst && (std::is_same_v<TW, float> || std::is_same_v<TW, T>)) {
-        if (p.weight_checked_in_output) {
-          weight_in_range = WriteFirstRowCheckingWeightInOutput<T, TW, kRoundFirst>(p, first, group, row_end);
-          written = true;
-        }
+        weight_in_range = p.weight_checked_in_output
+                              ? WriteFirstRowCheckingWeightInOutput<T, TW>(p, first, group, row_end)
+                              : in_statistics();
+      } else {
+        weight_in_range = in_statistics();
       }
-      if (!written && p.norm.k == n) {
-        weight_in_range =
-            WriteFirstRowCheckingWeight<T, TW, kCentered, kWeight, kBias, kRoundFirst>(p, first, group, row_end);
-        written = true;
-      }
-      if (written) {
-        ++first;
-      } else {  // pRMSNorm rounding before the weight: a pass of its own
-        weight_in_range = WeightInRangeImpl(p.weight, p.param_dtype, n, /*double_arithmetic=*/false);
-      }
+      ++first;
     }
   }
   for (; first < row_end; first += group) {

@@ -43,8 +43,9 @@ struct ForwardPlan : calls::ForwardCall, UnfoldedWeight {
   bool weight_in_range = true;
   // weight_in_range is not known yet: the row loop checks the weight in its
   // first row (float arithmetic, on the row path), in the same pass as the
-  // row's sum of squares. pRMSNorm with a bias is checked before the loop:
-  // its answer includes the bias's.
+  // row's sum of squares. pRMSNorm with a bias (whose answer includes the
+  // bias's) or with 16-bit data rounded before the weight is checked before
+  // the loop.
   bool weight_checked_by_rows = false;
   // ...in the first row's output pass instead (no bias; pRMSNorm, and RMSNorm
   // rows whose x, weight and y together overflow L1), except where the output
