@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
 
 #include "rmsnorm/scalar_types.hpp"
 #include "src/cpu/engine.hpp"
@@ -499,6 +500,54 @@ TypedVector slice_of(const TypedVector& v, int64_t begin, int64_t width) {
                     v.bytes.begin() + static_cast<std::ptrdiff_t>((begin + width) * size));
   part.values.assign(v.values.begin() + begin, v.values.begin() + begin + width);
   return part;
+}
+
+// ------------------------------------------------------- SPEC section 7
+
+double round16_value(DType dtype, double v) {
+  return dtype == DType::kBFloat16 ? static_cast<double>(bfloat16_to_float(double_to_bfloat16(v)))
+                                   : static_cast<double>(float16_to_float(double_to_float16(v)));
+}
+
+namespace {
+
+// The 16-bit values nearest v, and both neighbours when v lies within 2^-20 of
+// `terms` (the size of the parts v is made of) from a rounding boundary
+// (SPEC section 4 measures cancelling results against their terms).
+Accepted rounded(DType dtype, double lo, double hi, double terms) {
+  const double band = std::ldexp(terms, -20);
+  return {round16_value(dtype, lo - band), round16_value(dtype, hi + band)};
+}
+
+}  // namespace
+
+// LayerNorm's xhat also carries the mean's own rounding, about 1 in xhat units
+// times the arithmetic's precision, wherever x - mean cancels (as in
+// forward_test), so its terms are |xhat| + 1.
+Accepted formula_outputs(const NormOptions& o, DType dtype, const std::vector<double>& row, int64_t c, double g,
+                         double b) {
+  if (o.p != 1.0 || o.eps_placement != EpsPlacement::kInside) {
+    throw std::invalid_argument("formula_outputs: only p = 1 with eps inside is written out");
+  }
+  const auto n = static_cast<double>(row.size());
+  const bool centered = o.kind == NormKind::kLayerNorm;
+  long double mean = 0, squares = 0;
+  if (centered) {
+    for (double v : row) mean += v;
+    mean /= n;
+  }
+  for (double v : row) squares += (v - mean) * (v - mean);
+  const double xhat = static_cast<double>((row[c] - mean) / std::sqrt(squares / n + o.eps));
+  const double xhat_terms = std::fabs(xhat) + (centered ? 1.0 : 0.0);
+  if (o.rounding == Rounding::kSingle) {
+    const double y = xhat * g + b;
+    return rounded(dtype, y, y, xhat_terms * std::fabs(g) + std::fabs(b));
+  }
+  const Accepted t = rounded(dtype, xhat, xhat, xhat_terms);
+  // t * g + b is monotone in t: its ends bound it.
+  const double p1 = static_cast<float>(t.lo * g + b), p2 = static_cast<float>(t.hi * g + b);  // formed in float32
+  const double t_size = std::max(std::fabs(t.lo), std::fabs(t.hi));
+  return rounded(dtype, std::min(p1, p2), std::max(p1, p2), t_size * std::fabs(g) + std::fabs(b));
 }
 
 }  // namespace rmsnorm::testing

@@ -176,4 +176,23 @@ bool same_bits(const TypedMatrix& a, int64_t ra, const TypedMatrix& b, int64_t r
 TypedMatrix matrix_of(DType dtype, int64_t rows, int64_t n, const std::vector<double>& values);
 TypedVector vector_of(DType dtype, const std::vector<double>& values);
 
+// ------------------------------------------------------- SPEC section 7
+// The 16-bit outputs a published formula allows: every value in [lo, hi].
+struct Accepted {
+  double lo, hi;
+  bool contains(double y) const { return y >= lo && y <= hi; }
+};
+// v rounded to the 16-bit dtype (bfloat16 or float16), to nearest even.
+double round16_value(DType dtype, double v);
+// What the published formulas give for element c of a row, from the exact x
+// values of the row, with the gain g (offset included) and bias b:
+//   single:        y = round16(xhat * g + b)
+//   before_weight: t = round16(xhat), y = round16(float32(t * g + b))
+// xhat = (x - mean) / sqrt(var + eps) (LayerNorm) or x / sqrt(mean(x^2) + eps)
+// over the whole row (p = 1, eps inside). Both neighbours are accepted where
+// a value lies within 2^-20 of its terms from a rounding boundary, where
+// statistics summed in another order may take either (SPEC section 7).
+Accepted formula_outputs(const NormOptions& o, DType dtype, const std::vector<double>& row, int64_t c, double g,
+                         double b);
+
 }  // namespace rmsnorm::testing

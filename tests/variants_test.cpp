@@ -141,57 +141,6 @@ TEST_P(Variants, AGainBeyondFloat32IsFormedExactlyOnTheSlowPath) {
 }
 
 // ------------------------------------------------------------------ rounding
-// The 16-bit outputs a formula allows: every value in [lo, hi].
-struct Accepted {
-  double lo, hi;
-  bool contains(double y) const { return y >= lo && y <= hi; }
-};
-
-double round16(DType dtype, double v) {
-  return dtype == DType::kBFloat16 ? static_cast<double>(bfloat16_to_float(double_to_bfloat16(v)))
-                                   : static_cast<double>(float16_to_float(double_to_float16(v)));
-}
-
-// The 16-bit values nearest v, and both neighbours when v lies within 2^-20 of
-// `terms` (the size of the parts v is made of) from a rounding boundary, where
-// statistics summed in another order may take either (SPEC section 7; SPEC
-// section 4 measures cancelling results against their terms).
-Accepted rounded(DType dtype, double lo, double hi, double terms) {
-  const double band = std::ldexp(terms, -20);
-  return {round16(dtype, lo - band), round16(dtype, hi + band)};
-}
-
-// What the published formulas give for one element, from the exact x values
-// of its row:
-//   single:        y = round16(xhat * g + b)
-//   before_weight: t = round16(xhat), y = round16(float32(t * g + b))
-// xhat = (x - mean) / sqrt(var + eps) (LayerNorm) or x / sqrt(mean(x^2) + eps).
-// LayerNorm's xhat also carries the mean's own rounding, about 1 in xhat units
-// times the arithmetic's precision, wherever x - mean cancels (as in
-// forward_test), so its terms are |xhat| + 1.
-Accepted formula_outputs(const NormOptions& o, DType dtype, const std::vector<double>& row, int64_t c, double g,
-                         double b) {
-  const auto n = static_cast<double>(row.size());
-  const bool centered = o.kind == NormKind::kLayerNorm;
-  long double mean = 0, squares = 0;
-  if (centered) {
-    for (double v : row) mean += v;
-    mean /= n;
-  }
-  for (double v : row) squares += (v - mean) * (v - mean);
-  const double xhat = static_cast<double>((row[c] - mean) / std::sqrt(squares / n + o.eps));
-  const double xhat_terms = std::fabs(xhat) + (centered ? 1.0 : 0.0);
-  if (o.rounding == Rounding::kSingle) {
-    const double y = xhat * g + b;
-    return rounded(dtype, y, y, xhat_terms * std::fabs(g) + std::fabs(b));
-  }
-  const Accepted t = rounded(dtype, xhat, xhat, xhat_terms);
-  // t * g + b is monotone in t: its ends bound it.
-  const double p1 = static_cast<float>(t.lo * g + b), p2 = static_cast<float>(t.hi * g + b);  // formed in float32
-  const double t_size = std::max(std::fabs(t.lo), std::fabs(t.hi));
-  return rounded(dtype, std::min(p1, p2), std::max(p1, p2), t_size * std::fabs(g) + std::fabs(b));
-}
-
 struct RoundingCase {
   NormOptions options;
   DType dtype, param_dtype;
