@@ -193,10 +193,7 @@ std::string compare_sum(DType dtype, const void* actual, const std::vector<doubl
   const double tolerance = 64 * unit * (1.0 + std::log2(1.0 + static_cast<double>(rows))) + statistic;
   for (size_t i = 0; i < expected.size(); ++i) {
     const double got = to_double(dtype, actual, static_cast<int64_t>(i));
-    const double rounded = dtype == DType::kFloat16 || dtype == DType::kBFloat16
-                               ? to_double(dtype, std::vector<uint16_t>{round16(dtype, expected[i])}.data(), 0)
-                           : dtype == DType::kFloat32 ? static_cast<double>(static_cast<float>(expected[i]))
-                                                      : expected[i];
+    const double rounded = rounded_to(dtype, expected[i]);
     // The true sum is beyond the format's range: infinity is the right answer,
     // and so is a finite value within the sum's tolerance (the largest finite
     // number, when the computed sum lands just below the boundary).
@@ -504,11 +501,6 @@ TypedVector slice_of(const TypedVector& v, int64_t begin, int64_t width) {
 
 // ------------------------------------------------------- SPEC section 7
 
-double round16_value(DType dtype, double v) {
-  return dtype == DType::kBFloat16 ? static_cast<double>(bfloat16_to_float(double_to_bfloat16(v)))
-                                   : static_cast<double>(float16_to_float(double_to_float16(v)));
-}
-
 namespace {
 
 // The 16-bit values nearest v, and both neighbours when v lies within 2^-20 of
@@ -516,7 +508,7 @@ namespace {
 // (SPEC section 4 measures cancelling results against their terms).
 Accepted rounded(DType dtype, double lo, double hi, double terms) {
   const double band = std::ldexp(terms, -20);
-  return {round16_value(dtype, lo - band), round16_value(dtype, hi + band)};
+  return {rounded_to(dtype, lo - band), rounded_to(dtype, hi + band)};
 }
 
 }  // namespace

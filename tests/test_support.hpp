@@ -182,8 +182,6 @@ struct Accepted {
   double lo, hi;
   bool contains(double y) const { return y >= lo && y <= hi; }
 };
-// v rounded to the 16-bit dtype (bfloat16 or float16), to nearest even.
-double round16_value(DType dtype, double v);
 // What the published formulas give for element c of a row, from the exact x
 // values of the row, with the gain g (offset included) and bias b:
 //   single:        y = round16(xhat * g + b)
